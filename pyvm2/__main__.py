@@ -1,0 +1,5 @@
+"""python -m pyvm2."""
+
+from pyvm2.cli import main
+
+main()

@@ -1,0 +1,64 @@
+"""Where pyvm2 keeps its files: PYVM2_HOME (default ~/.pyvm2) and what lives in it."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^a-zA-Z0-9.\-]")
+
+
+def sanitize(name: str) -> str:
+    """pm2's rule for file names derived from an app name."""
+    return _UNSAFE.sub("-", name)
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> Home:
+        raw = os.environ.get("PYVM2_HOME")
+        root = Path(raw).expanduser() if raw else Path.home() / ".pyvm2"
+        return cls(root.absolute())
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "pyvm2.sock"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "pyvm2.lock"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "pyvm2.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "pyvm2.log"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "pids"
+
+    @property
+    def dump(self) -> Path:
+        return self.root / "dump.json"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    def ensure(self) -> None:
+        """Create the home and its folders, private to the user (0700)."""
+        for d in (self.root, self.logs, self.pids):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
