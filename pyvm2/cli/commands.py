@@ -1,0 +1,380 @@
+"""pyvm2's commands, with pm2's names, flags and exit codes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Annotated, Any, Optional
+
+import typer
+
+from pyvm2 import cli
+from pyvm2.errors import ConfigError, Pyvm2Error, UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
+                  help="A process manager that speaks pm2's language.")
+
+Targets = Annotated[Optional[list[str]], typer.Argument(help="names, ids, namespaces, `all`, or an ecosystem file")]
+
+
+def _client():
+    from pyvm2.client import Client
+
+    return Client().connect()
+
+
+def _width() -> int:
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((120, 24)).columns
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        return 300  # pm2 prints the full table through a pipe
+
+
+def print_table(procs: list[dict]) -> None:
+    from pyvm2.cli.render import render_list
+
+    print(render_list(procs, width=_width(), color=cli.use_color()))
+    hints = []
+    for p in procs:
+        env = p.get("pm2_env", {})
+        if env.get("status") in ("errored", "waiting restart") and env.get("status_reason"):
+            hints.append(f"{p.get('name')} ({p.get('pm_id')}): {env['status']}: {env['status_reason']}")
+    for h in hints:
+        cli.warn(h)
+
+
+def _base_env() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def _split_list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    out: list[str] = []
+    for v in values:
+        out.extend(x for x in v.replace(",", " ").split() if x)
+    return out
+
+
+def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
+    """Replace an ecosystem file among the targets by its app names."""
+    from pyvm2 import ecosystem
+
+    names: list[str] = []
+    loaded = None
+    for t in targets:
+        if ecosystem.is_ecosystem_file(t) and os.path.isfile(t):
+            loaded = ecosystem.load(t, base_env=_base_env())
+            for w in loaded.warnings:
+                cli.warn(w)
+            names.extend(a.name for a in loaded.apps)
+        else:
+            names.append(t)
+    return names, loaded
+
+
+def _report(actions: list[dict]) -> None:
+    for a in actions:
+        cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
+
+
+def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
+    bad = [p for p in procs if p.get("pm_id") in ids and p.get("pm2_env", {}).get("status") == "errored"]
+    if bad:
+        p = bad[0]
+        raise Pyvm2Error(f"{p['name']} ({p['pm_id']}) is errored: {p['pm2_env'].get('status_reason')}",
+                         f"see its output with: pyvm2 logs {p['name']} --nostream")
+
+
+@app.command(help="Start an ecosystem file, a script, or stopped apps by name/id.")
+def start(
+    targets: Targets = None,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="app name")] = None,
+    namespace: Annotated[Optional[str], typer.Option(help="namespace")] = None,
+    cwd: Annotated[Optional[str], typer.Option(help="working directory (overrides the file's cwd)")] = None,
+    instances: Annotated[Optional[str], typer.Option("--instances", "-i", help="number of instances, or max")] = None,
+    interpreter: Annotated[Optional[str], typer.Option("--interpreter", "--exec-interpreter", help="interpreter (php, python3, none, a path)")] = None,
+    interpreter_args: Annotated[Optional[str], typer.Option("--interpreter-args", "--node-args", help="arguments for the interpreter")] = None,
+    max_memory_restart: Annotated[Optional[str], typer.Option("--max-memory-restart", help="restart above this memory, e.g. 100M")] = None,
+    autorestart: Annotated[Optional[bool], typer.Option("--autorestart/--no-autorestart", help="restart when it exits")] = None,
+    autostart: Annotated[Optional[bool], typer.Option("--autostart/--no-autostart", help="start now, or only register")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="restart when files in cwd change")] = False,
+    ignore_watch: Annotated[Optional[str], typer.Option("--ignore-watch", help="globs to ignore, space separated")] = None,
+    watch_delay: Annotated[Optional[str], typer.Option("--watch-delay", help="seconds, or Nms")] = None,
+    env: Annotated[Optional[str], typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
+    restart_delay: Annotated[Optional[str], typer.Option("--restart-delay", help="ms before an automatic restart")] = None,
+    exp_backoff_restart_delay: Annotated[Optional[str], typer.Option("--exp-backoff-restart-delay")] = None,
+    max_restarts: Annotated[Optional[int], typer.Option("--max-restarts")] = None,
+    min_uptime: Annotated[Optional[str], typer.Option("--min-uptime")] = None,
+    kill_timeout: Annotated[Optional[str], typer.Option("--kill-timeout", "-k", help="ms before SIGKILL")] = None,
+    kill_signal: Annotated[Optional[str], typer.Option("--kill-signal", help="stop signal (default SIGINT)")] = None,
+    cron: Annotated[Optional[str], typer.Option("--cron-restart", "--cron", "-c", help="cron pattern")] = None,
+    stop_exit_codes: Annotated[Optional[list[str]], typer.Option("--stop-exit-codes")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="stdout log file")] = None,
+    error: Annotated[Optional[str], typer.Option("--error", "-e", help="stderr log file")] = None,
+    log: Annotated[Optional[str], typer.Option("--log", "-l", help="combined log file")] = None,
+    log_date_format: Annotated[Optional[str], typer.Option("--log-date-format")] = None,
+    time_: Annotated[bool, typer.Option("--time", help="prefix log lines with the time")] = False,
+    merge_logs: Annotated[bool, typer.Option("--merge-logs")] = False,
+    pid: Annotated[Optional[str], typer.Option("--pid", "-p", help="pid file")] = None,
+) -> None:
+    from pyvm2 import ecosystem, spec as specmod
+
+    targets = list(targets or [])
+    if not targets:
+        if os.path.exists("ecosystem.config.js"):
+            targets = ["ecosystem.config.js"]
+        else:
+            raise UsageError("nothing to start", "pyvm2 start ecosystem.json | pyvm2 start app.py --name app")
+    flags: dict[str, Any] = {
+        "name": name, "namespace": namespace, "instances": instances, "interpreter": interpreter,
+        "interpreter_args": interpreter_args, "max_memory_restart": max_memory_restart,
+        "autorestart": autorestart, "autostart": autostart, "ignore_watch": ignore_watch,
+        "restart_delay": restart_delay, "exp_backoff_restart_delay": exp_backoff_restart_delay,
+        "max_restarts": max_restarts, "min_uptime": min_uptime, "kill_timeout": kill_timeout,
+        "kill_signal": kill_signal, "cron_restart": cron, "out_file": output, "error_file": error,
+        "log_file": log, "log_date_format": log_date_format, "pid_file": pid,
+    }
+    if stop_exit_codes:
+        flags["stop_exit_codes"] = [int(c) if c.lstrip("-").isdigit() else c for c in _split_list(stop_exit_codes) or []]
+    if watch_delay is not None:
+        from pyvm2.units import parse_cli_seconds
+
+        try:
+            flags["watch_delay"] = parse_cli_seconds(watch_delay)
+        except ValueError as e:
+            raise ConfigError(str(e), "--watch-delay takes seconds (2) or milliseconds (500ms)", path="--watch-delay") from None
+    if watch:
+        flags["watch"] = True
+    if time_:
+        flags["time"] = True
+    if merge_logs:
+        flags["merge_logs"] = True
+    flags = {k: v for k, v in flags.items() if v is not None}
+    base_env = _base_env()
+    client = None
+
+    first = targets[0]
+    if ecosystem.is_ecosystem_file(first) and (os.path.exists(first) or len(targets) == 1):
+        apps = []
+        for path in targets:
+            loaded = ecosystem.load(path, env_name=env, only=_split_list(only), cwd_override=cwd,
+                                    base_env=base_env)
+            for w in loaded.warnings:
+                cli.warn(w)
+            apps.extend(loaded.apps)
+        if flags:
+            apps = [_apply_flags(a, flags) for a in apps]
+        client = _client()
+        res = client.call("start", {"apps": [a.to_dict() for a in apps], "base_env": base_env,
+                                    "from_file": True}, timeout=None)
+    elif _looks_like_script(first):
+        if env:
+            raise UsageError("--env needs an ecosystem file",
+                             "put env_<NAME> in an ecosystem file, or set variables in the shell")
+        if len(targets) > 1:
+            raise UsageError("start takes one script at a time; pass its arguments after --",
+                             f"pyvm2 start {first} -- {' '.join(targets[1:])}")
+        raw = dict(flags)
+        script = os.path.expanduser(first)
+        if os.path.exists(script):
+            script = os.path.abspath(script)
+        raw["script"] = script
+        if cwd is not None:
+            raw["cwd"] = cwd
+        if cli.SCRIPT_ARGS is not None:
+            raw["args"] = list(cli.SCRIPT_ARGS)
+        warnings: list[str] = []
+        spec = specmod.from_options(raw, base_dir=os.getcwd(), origin="command line",
+                                    base_env=base_env, warn=warnings.append, cli_script=True)
+        for w in warnings:
+            cli.warn(w)
+        client = _client()
+        res = client.call("start", {"apps": [spec.to_dict()], "base_env": base_env,
+                                    "from_file": False}, timeout=None)
+    else:
+        client = _client()
+        res = client.call("start", {"targets": targets}, timeout=None)
+    _report(res["actions"])
+    print_table(res["list"])
+    _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})
+
+
+def _looks_like_script(t: str) -> bool:
+    return os.path.exists(os.path.expanduser(t)) or "/" in t or "." in os.path.basename(t) \
+        or " " in t or shutil.which(t) is not None
+
+
+def _apply_flags(spec, flags: dict[str, Any]):
+    """CLI flags given with an ecosystem file override each app's value (pm2's rule)."""
+    import dataclasses
+
+    from pyvm2 import spec as specmod
+
+    raw = {k: v for k, v in spec.to_dict().items() if k not in ("source",)}
+    if flags.get("watch") and spec.watch:
+        flags = {k: v for k, v in flags.items() if k != "watch"}
+    raw.update(flags)
+    if "args" in raw and not raw["args"]:
+        raw.pop("args")
+    rebuilt = specmod.from_options(raw, base_dir=spec.cwd, origin=spec.source or "command line",
+                                   base_env=_base_env(), warn=lambda _m: None)
+    return dataclasses.replace(rebuilt, source=spec.source, env=spec.env)
+
+
+def _action(cmd: str, targets: list[str] | None, extra: dict | None = None) -> dict:
+    if not targets:
+        raise UsageError(f"{cmd} needs a target", f"pyvm2 {cmd} <name|id|namespace|all|ecosystem.json>")
+    names, _ = _file_targets(targets)
+    client = _client()
+    return client.call(cmd, {"targets": names, **(extra or {})}, timeout=None)
+
+
+@app.command(help="Stop apps (the whole process tree); they stay in the list.")
+def stop(targets: Targets = None) -> None:
+    res = _action("stop", targets)
+    cli.info(f"Applying action stop on app [{' '.join(targets or [])}](ids: {res['ids']})")
+    print_table(res["list"])
+
+
+@app.command(help="Restart apps; with an ecosystem file, apply its current definition.")
+def restart(
+    targets: Targets = None,
+    env: Annotated[Optional[str], typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only")] = None,
+) -> None:
+    from pyvm2 import ecosystem
+
+    targets = list(targets or [])
+    if targets and ecosystem.is_ecosystem_file(targets[0]):
+        base_env = _base_env()
+        loaded = ecosystem.load(targets[0], env_name=env, only=_split_list(only), base_env=base_env)
+        for w in loaded.warnings:
+            cli.warn(w)
+        res = _client().call("restart", {"apps": [a.to_dict() for a in loaded.apps],
+                                          "base_env": base_env}, timeout=None)
+    else:
+        if env:
+            raise UsageError("--env needs an ecosystem file", "pyvm2 restart ecosystem.json --env production")
+        res = _action("restart", targets)
+    cli.info(f"Applying action restart on app [{' '.join(targets)}](ids: {res.get('ids')})")
+    print_table(res["list"])
+    _exit_if_errored(res["list"], set(res.get("ids") or []))
+
+
+@app.command(help="Stop apps and remove them from the list.")
+def delete(targets: Targets = None) -> None:
+    res = _action("delete", targets)
+    cli.info(f"Applying action delete on app [{' '.join(targets or [])}](ids: {res['ids']})")
+    print_table(res["list"])
+
+
+app.command("del", hidden=True)(delete)
+
+
+@app.command(help="Reset the restart counters of apps.")
+def reset(targets: Targets = None) -> None:
+    res = _action("reset", targets)
+    for i in res["ids"]:
+        cli.info(f"Resetting meta for process id {i}")
+    print_table(res["list"])
+
+
+def _list() -> None:
+    print_table(_client().call("list"))
+
+
+app.command("list", help="List apps (aliases: ls, status, l, ps).")(_list)
+for _alias in ("ls", "status", "l", "ps"):
+    app.command(_alias, hidden=True)(_list)
+
+
+@app.command(help="The process list as JSON (pm2's shape).")
+def jlist() -> None:
+    import json
+
+    sys.stdout.write(json.dumps(_client().call("list"), ensure_ascii=False))
+    sys.stdout.flush()
+
+
+@app.command(help="Everything about one app.")
+def describe(target: Annotated[str, typer.Argument(help="name or id")]) -> None:
+    from pyvm2.cli.render import render_describe
+
+    procs = _client().call("describe", {"targets": [target]})
+    for p in procs:
+        print(render_describe(p, width=min(_width(), 160), color=cli.use_color()))
+
+
+for _alias in ("show", "desc", "info"):
+    app.command(_alias, hidden=True)(describe)
+
+
+@app.command(help="Show and follow app logs.")
+def logs(
+    target: Annotated[Optional[str], typer.Argument(help="name, id, namespace or all")] = None,
+    lines: Annotated[int, typer.Option("--lines", help="lines to show from each file")] = 15,
+    nostream: Annotated[bool, typer.Option("--nostream", help="print the last lines and exit")] = False,
+    err: Annotated[bool, typer.Option("--err", help="only stderr")] = False,
+    out: Annotated[bool, typer.Option("--out", help="only stdout")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="no prefixes")] = False,
+    timestamp: Annotated[bool, typer.Option("--timestamp", help="prefix streamed lines with the time")] = False,
+) -> None:
+    from pyvm2.cli.logview import show_logs
+
+    client = _client()
+    procs = client.call("targets", {"targets": [target or "all"]})
+    show_logs(procs, target=target or "all", daemon_log=str(client.home.log), lines=lines,
+              follow=not nostream, want_out=not err, want_err=not out, raw=raw,
+              timestamp=timestamp, color=cli.use_color())
+
+
+@app.command(help="Empty log files (all apps, or the given ones).")
+def flush(target: Annotated[Optional[str], typer.Argument()] = None) -> None:
+    res = _client().call("flush", {"targets": [target] if target else []})
+    cli.info(f"Logs flushed ({len(res['ids'])} app(s))")
+
+
+@app.command(help="Check that the daemon answers (starting it if needed).")
+def ping() -> None:
+    res = _client().call("ping")
+    print(f"{{ msg: '{res['msg']}' }}")
+
+
+@app.command(help="Stop every app, then the daemon.")
+def kill() -> None:
+    from pyvm2.client import Client, daemon_pid
+
+    client = Client()
+    try:
+        client.connect(autostart=False, check_version=False)
+    except Pyvm2Error:
+        cli.info("pyvm2 daemon is not running")
+        return
+    pid = daemon_pid(client.home)
+    res = client.call("kill", timeout=None)
+    cli.info(f"[v] All Applications Stopped ({res['stopped']})")
+    pid = res.get("pid") or pid
+    deadline = time.monotonic() + 10
+    while pid and time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.02)
+    cli.info("[v] pyvm2 Daemon Stopped")
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while pid runs; a zombie waiting for its reaper counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True

@@ -1,0 +1,140 @@
+"""`pyvm2 logs`: the last lines of each app's files, then follow them as they grow."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+POLL_S = 0.2
+GREEN, RED, BLUE, GREY, DIM = "32", "31", "34", "90", "2"
+
+
+@dataclass
+class Followed:
+    path: str
+    prefix: str
+    colour: str
+    is_err: bool
+    pos: int = 0
+    ino: int | None = None
+    partial: bytes = b""
+
+
+def tail_lines(path: str, n: int) -> list[bytes]:
+    """The last n lines of a file, reading backwards in blocks (never the whole file)."""
+    if n <= 0:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            end = f.tell()
+            block = 8192
+            data = b""
+            pos = end
+            while pos > 0 and data.count(b"\n") <= n:
+                step = min(block, pos)
+                pos -= step
+                f.seek(pos)
+                data = f.read(step) + data
+                block *= 2
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines[-n:]
+
+
+def _paint(text: str, code: str, color: bool) -> str:
+    return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+
+def show_logs(procs: list[dict], *, target: str, daemon_log: str, lines: int, follow: bool,
+              want_out: bool, want_err: bool, raw: bool, timestamp: bool, color: bool) -> None:
+    files: list[Followed] = []
+    if target == "all" and want_out and want_err and not raw:
+        files.append(Followed(daemon_log, "PYVM2", BLUE, False))
+    seen: set[str] = set()
+    for p in sorted(procs, key=lambda p: p["pm_id"]):
+        env = p.get("pm2_env", {})
+        label = f"{p['pm_id']}|{p['name']}"
+        for key, is_err in (("pm_out_log_path", False), ("pm_err_log_path", True)):
+            path = env.get(key)
+            if not path or path == "/dev/null" or path in seen:
+                continue
+            if (is_err and not want_err) or (not is_err and not want_out):
+                continue
+            seen.add(path)
+            files.append(Followed(path, label, RED if is_err else GREEN, is_err))
+    what = "process" if target != "all" else "processes"
+    if not raw:
+        print(_paint(f"[TAILING] Tailing last {lines} lines for [{target}] {what} "
+                     f"(change the value with --lines option)", GREY, color))
+    existing = [f for f in files if os.path.exists(f.path)]
+    existing.sort(key=lambda f: os.path.getmtime(f.path))
+    for f in existing:
+        chunk = tail_lines(f.path, lines)
+        if not raw:
+            print(_paint(f"{f.path} last {lines} lines:", GREY, color))
+        for line in chunk:
+            _emit(f, line, raw=raw, timestamp=False, color=color, width=10)
+        if not raw:
+            print()
+    sys.stdout.flush()
+    for f in files:
+        try:
+            st = os.stat(f.path)
+            f.pos, f.ino = st.st_size, st.st_ino
+        except OSError:
+            f.pos, f.ino = 0, None
+    if not follow:
+        return
+    width = 3
+    try:
+        while True:
+            for f in files:
+                for line in _read_new(f):
+                    width = max(width, len(f.prefix) + 1)
+                    _emit(f, line, raw=raw, timestamp=timestamp, color=color, width=width)
+            sys.stdout.flush()
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        return
+
+
+def _read_new(f: Followed) -> list[bytes]:
+    try:
+        st = os.stat(f.path)
+    except OSError:
+        return []
+    if f.ino is not None and st.st_ino != f.ino:
+        f.pos, f.partial = 0, b""          # rotated or recreated
+    elif st.st_size < f.pos:
+        f.pos, f.partial = 0, b""          # truncated (flush)
+    f.ino = st.st_ino
+    if st.st_size == f.pos:
+        return []
+    try:
+        with open(f.path, "rb") as fh:
+            fh.seek(f.pos)
+            data = fh.read(4 * 1024 * 1024)
+    except OSError:
+        return []
+    f.pos += len(data)
+    data = f.partial + data
+    lines = data.split(b"\n")
+    f.partial = lines.pop()
+    return lines
+
+
+def _emit(f: Followed, line: bytes, *, raw: bool, timestamp: bool, color: bool, width: int) -> None:
+    text = line.decode("utf-8", errors="replace").rstrip("\r")
+    stream = sys.stderr if (raw and f.is_err) else sys.stdout
+    if raw:
+        print(text, file=stream)
+        return
+    prefix = f.prefix[:width].ljust(width)
+    stamp = _paint(time.strftime("%Y-%m-%d-%H:%M:%S") + " ", DIM, color) if timestamp else ""
+    print(f"{stamp}{_paint(prefix + ' |', f.colour, color)} {text}", file=stream)

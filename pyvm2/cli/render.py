@@ -1,0 +1,527 @@
+"""Terminal rendering of pm2-shaped process dicts (list table, describe); the only rich importer."""
+
+from __future__ import annotations
+
+import math
+import time
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from io import StringIO
+from typing import TYPE_CHECKING, Any
+
+from pyvm2.status import Status
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
+__all__ = [
+    "NA",
+    "STATUS_STYLES",
+    "choose_layout",
+    "describe_rows",
+    "format_cpu",
+    "format_memory",
+    "format_uptime",
+    "render_describe",
+    "render_list",
+]
+
+NA = "N/A"
+
+#: rich style for each status, as pm2 colours them (UX/helpers.js colorStatus).
+STATUS_STYLES: dict[str, str] = {
+    Status.ONLINE.value: "bold green",
+    Status.LAUNCHING.value: "bold blue",
+    Status.STOPPING.value: "bold red",
+    Status.STOPPED.value: "bold red",
+    Status.WAITING_RESTART.value: "bold red",
+    Status.ERRORED.value: "bold red",
+}
+# pm2's colorStatus falls through to red for anything it does not know.
+_UNKNOWN_STATUS_STYLE = "bold red"
+
+_HEADER_STYLE = "bold cyan"
+_BORDER_STYLE = "bright_black"
+_ID_STYLE = "bold cyan"
+
+# Statuses in which no process exists: pid, cpu and memory are meaningless, pm2 shows 0.
+_NOT_RUNNING = frozenset({Status.STOPPED.value, Status.ERRORED.value, Status.WAITING_RESTART.value})
+
+_MISSING: Any = object()
+
+_KIB = 1024
+_MEMORY_UNITS = (("tb", _KIB**4), ("gb", _KIB**3), ("mb", _KIB**2), ("kb", _KIB))
+_UPTIME_UNITS = (("Y", 31_536_000), ("M", 2_592_000), ("D", 86_400), ("h", 3_600), ("m", 60))
+
+
+# --- pure formatters ---------------------------------------------------------------------------
+
+
+def _round1(value: float) -> Decimal:
+    # JavaScript's toFixed rounds the exact binary value half up; Python's format would round
+    # half to even, so 1280 bytes would read 1.2kb instead of pm2's 1.3kb.
+    return Decimal(value).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def format_uptime(ms_since: float) -> str:
+    """Elapsed milliseconds as pm2's timeSince: a unit is used only when its count is above 1."""
+    seconds = math.floor(max(ms_since, 0) / 1000)
+    for unit, size in _UPTIME_UNITS:
+        count = seconds // size
+        if count > 1:
+            return f"{count}{unit}"
+    return f"{seconds}s"
+
+
+def format_memory(num_bytes: float) -> str:
+    """Bytes as pm2 prints them: base 1024, one decimal (``512b``, ``3.1kb``, ``13.2mb``)."""
+    if num_bytes < _KIB:
+        return f"{num_bytes:g}b" if isinstance(num_bytes, float) else f"{num_bytes}b"
+    for unit, size in _MEMORY_UNITS:
+        if num_bytes >= size:
+            return f"{_round1(num_bytes / size)}{unit}"
+    raise AssertionError("unreachable: kb covers everything from 1024 up")
+
+
+def format_cpu(pct: float) -> str:
+    """CPU percent rounded to one decimal, without a trailing ``.0`` (``0%``, ``1.3%``)."""
+    rounded = _round1(pct)
+    if rounded == rounded.to_integral_value():
+        rounded = rounded.quantize(Decimal(1))
+    return f"{rounded}%"
+
+
+def _clean(value: str) -> str:
+    # Names and paths come from users: a newline would break the table and an escape sequence
+    # would leak colour into output that must have none, so control characters are shown escaped.
+    if value.isprintable():
+        return value
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) == "Cc" else ch
+        for ch in value
+    )
+
+
+def _text(value: Any) -> str:
+    if value is _MISSING or value is None or value == "" or value == []:
+        return NA
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _clean(str(value))
+
+
+# --- reading the jlist shape ---------------------------------------------------------------------
+
+
+def _env(proc: Mapping[str, Any]) -> Mapping[str, Any]:
+    env = proc.get("pm2_env")
+    return env if isinstance(env, Mapping) else {}
+
+
+def _pick(proc: Mapping[str, Any], key: str) -> Any:
+    """A top-level jlist key, falling back to the same key inside pm2_env."""
+    value = proc.get(key, _MISSING)
+    if value is _MISSING or value is None:
+        value = _env(proc).get(key, value)
+    return value
+
+
+def _status(proc: Mapping[str, Any]) -> str | None:
+    status = _env(proc).get("status")
+    return str(status) if status is not None else None
+
+
+def _status_style(status: str | None) -> str:
+    if status is None:
+        return ""
+    return STATUS_STYLES.get(status, _UNKNOWN_STATUS_STYLE)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _now(now_ms: float | None) -> float:
+    return time.time() * 1000 if now_ms is None else now_ms
+
+
+def _uptime(proc: Mapping[str, Any], now_ms: float) -> str:
+    started = _number(_env(proc).get("pm_uptime"))
+    if _status(proc) != Status.ONLINE.value or started is None:
+        return "0"
+    return format_uptime(now_ms - started)
+
+
+def _mode(exec_mode: Any) -> tuple[str, str]:
+    if exec_mode == "fork_mode":
+        return "fork", "bold reverse"
+    if exec_mode == "cluster_mode":
+        return "cluster", "bold blue"
+    return _text(exec_mode), ""
+
+
+def _monit(proc: Mapping[str, Any], key: str) -> float | None:
+    monit = proc.get("monit")
+    return _number(monit.get(key)) if isinstance(monit, Mapping) else None
+
+
+def _iso_utc(ms: Any) -> str:
+    value = _number(ms)
+    if value is None:
+        return NA
+    try:
+        moment = datetime.fromtimestamp(int(value) // 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return NA
+    # JavaScript's toISOString: millisecond precision and a Z suffix.
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{int(value) % 1000:03d}Z"
+
+
+# --- list table --------------------------------------------------------------------------------
+
+_Cell = tuple[str, str]
+
+
+def _list_cells(proc: Mapping[str, Any], now_ms: float) -> dict[str, _Cell]:
+    env = _env(proc)
+    status = _status(proc)
+    stopped = status in _NOT_RUNNING
+
+    pid = proc.get("pid", _MISSING)
+    pid_text = "0" if stopped else _text(pid)
+
+    cpu = _monit(proc, "cpu")
+    mem = _monit(proc, "memory")
+    if stopped:
+        cpu_text, mem_text = "0%", "0b"
+    else:
+        cpu_text = NA if cpu is None else format_cpu(cpu)
+        mem_text = NA if mem is None or mem < 0 else format_memory(mem)
+
+    watch = env.get("watch", _MISSING)
+    if watch is _MISSING or watch is None:
+        watching: _Cell = (NA, "")
+    elif watch:
+        watching = ("enabled", "bold green")
+    else:
+        watching = ("disabled", _BORDER_STYLE)
+
+    user = env.get("username")
+    if user is None:
+        user = env.get("uid", _MISSING)
+
+    return {
+        "id": (_text(_pick(proc, "pm_id")), _ID_STYLE),
+        "name": (_text(_pick(proc, "name")), ""),
+        "namespace": (_text(env.get("namespace", _MISSING)), ""),
+        "version": (_text(env.get("version", _MISSING)), ""),
+        "mode": _mode(env.get("exec_mode", _MISSING)),
+        "pid": (pid_text, ""),
+        "uptime": (_uptime(proc, now_ms), ""),
+        "restarts": (_text(env.get("restart_time", _MISSING)), ""),
+        "status": (_text(status), _status_style(status)),
+        "cpu": (cpu_text, ""),
+        "mem": (mem_text, ""),
+        "user": (_text(user), "bold"),
+        "watching": watching,
+    }
+
+
+@dataclass(frozen=True)
+class _Layout:
+    name: str
+    #: (cell key, header, minimum content width: pm2's column width less its two padding cells)
+    columns: tuple[tuple[str, str, int], ...]
+    #: the layout is chosen only if the name column can get at least min(longest name, this)
+    name_floor: int
+
+
+_FULL = _Layout(
+    "full",
+    (
+        ("id", "id", 2),
+        ("name", "name", 0),
+        ("namespace", "namespace", 11),
+        ("version", "version", 7),
+        ("mode", "mode", 7),
+        ("pid", "pid", 8),
+        ("uptime", "uptime", 6),
+        ("restarts", "↺", 4),
+        ("status", "status", 9),
+        ("cpu", "cpu", 8),
+        ("mem", "mem", 8),
+        ("user", "user", 8),
+        ("watching", "watching", 8),
+    ),
+    name_floor=38,
+)
+_CONDENSED = _Layout(
+    "condensed",
+    (
+        ("id", "id", 2),
+        ("name", "name", 0),
+        ("mode", "mode", 8),
+        ("restarts", "↺", 4),
+        ("status", "status", 9),
+        ("cpu", "cpu", 8),
+        ("mem", "memory", 8),
+    ),
+    name_floor=18,
+)
+_MINI = _Layout(
+    "mini",
+    (
+        ("id", "id", 2),
+        ("name", "name", 0),
+        ("status", "status", 9),
+        ("restarts", "↺", 4),
+        ("mem", "mem", 8),
+    ),
+    name_floor=14,
+)
+_LAYOUTS: tuple[_Layout, ...] = (_FULL, _CONDENSED, _MINI)
+
+# pm2's name column is 11 wide when there are no processes.
+_EMPTY_NAME_WIDTH = 9
+_MIN_NAME_WIDTH = 4
+
+
+def _table_width(content_widths: Sequence[int]) -> int:
+    # Each column has one padding cell on either side, and there is a border before every column
+    # plus one at the end.
+    return sum(content_widths) + 3 * len(content_widths) + 1
+
+
+def _fit(
+    layout: _Layout, rows: Sequence[dict[str, _Cell]], width: int, *, last: bool
+) -> dict[str, int] | None:
+    from rich.cells import cell_len
+
+    widths: dict[str, int] = {}
+    for key, header, minimum in layout.columns:
+        if key == "name":
+            continue
+        widths[key] = max([minimum, cell_len(header), *(cell_len(row[key][0]) for row in rows)])
+    fixed = _table_width([*widths.values(), 0])
+
+    if rows:
+        name_need = max(cell_len("name"), *(cell_len(row["name"][0]) for row in rows))
+    else:
+        name_need = _EMPTY_NAME_WIDTH
+    if not last and fixed + min(name_need, layout.name_floor) > width:
+        return None
+    widths["name"] = max(min(name_need, width - fixed), _MIN_NAME_WIDTH)
+    return widths
+
+
+def _pick_layout(rows: Sequence[dict[str, _Cell]], width: int) -> tuple[_Layout, dict[str, int]]:
+    for layout in _LAYOUTS[:-1]:
+        widths = _fit(layout, rows, width, last=False)
+        if widths is not None:
+            return layout, widths
+    widths = _fit(_LAYOUTS[-1], rows, width, last=True)
+    assert widths is not None
+    return _LAYOUTS[-1], widths
+
+
+def choose_layout(
+    procs: Sequence[Mapping[str, Any]], width: int, now_ms: float | None = None
+) -> str:
+    """Name of the widest layout (``full``, ``condensed``, ``mini``) that fits ``width`` cells."""
+    now = _now(now_ms)
+    return _pick_layout([_list_cells(p, now) for p in procs], width)[0].name
+
+
+def _sort_key(proc: Mapping[str, Any]) -> tuple[str, int, int]:
+    name = _pick(proc, "name")
+    pm_id = _number(_pick(proc, "pm_id"))
+    name_text = "" if name is _MISSING or name is None else str(name)
+    return (name_text, 0 if pm_id is not None else 1, int(pm_id) if pm_id is not None else 0)
+
+
+def _console(width: int, color: bool) -> Console:
+    from rich.console import Console
+
+    # Every setting is explicit so the environment (NO_COLOR, FORCE_COLOR, TERM=dumb, COLUMNS,
+    # a pytest capture) cannot change what is rendered: the caller has already decided.
+    return Console(
+        file=StringIO(),
+        width=max(width, 1),
+        height=25,
+        color_system="standard" if color else None,
+        force_terminal=color,
+        force_jupyter=False,
+        force_interactive=False,
+        no_color=not color,
+        legacy_windows=False,
+        markup=False,
+        highlight=False,
+        emoji=False,
+        soft_wrap=False,
+    )
+
+
+def _render(renderables: Sequence[RenderableType], width: int, color: bool) -> str:
+    console = _console(width, color)
+    for renderable in renderables:
+        console.print(renderable)
+    output: str = console.file.getvalue()  # type: ignore[attr-defined]
+    return output.rstrip("\n")
+
+
+def _new_table(color: bool, *, show_header: bool) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    return Table(
+        box=box.SQUARE,
+        show_header=show_header,
+        header_style=_HEADER_STYLE,
+        border_style=_BORDER_STYLE if color else None,
+        show_lines=False,
+        padding=(0, 1),
+        expand=False,
+        highlight=False,
+    )
+
+
+def render_list(
+    procs: Sequence[Mapping[str, Any]],
+    *,
+    width: int,
+    color: bool,
+    now_ms: float | None = None,
+) -> str:
+    """The ``pyvm2 list`` table for jlist-shaped dicts, without a trailing newline."""
+    from rich.text import Text
+
+    now = _now(now_ms)
+    ordered = sorted(procs, key=_sort_key)
+    rows = [_list_cells(p, now) for p in ordered]
+
+    layout, widths = _pick_layout(rows, width)
+
+    table = _new_table(color, show_header=True)
+    for key, header, _minimum in layout.columns:
+        table.add_column(header, width=widths[key], no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*(Text(row[key][0], style=row[key][1]) for key, _h, _m in layout.columns))
+    return _render([table], width, color)
+
+
+# --- describe ----------------------------------------------------------------------------------
+
+
+def _joined(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return _text(" ".join(str(v) for v in value))
+    return _text(value)
+
+
+def _lines(value: Any) -> str:
+    """One line per item, so each warning reads on its own."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    texts = [_text(item) for item in items if _text(item) != NA]
+    return "\n".join(texts) if texts else NA
+
+
+def _next_restart(at_ms: Any, now_ms: float) -> str:
+    at = _number(at_ms)
+    if at is None:
+        return NA
+    return f"in {max(math.ceil((at - now_ms) / 1000), 0)}s"
+
+
+def _milliseconds(value: Any) -> str:
+    number = _number(value)
+    if number is None:
+        return _text(value)
+    return f"{int(number)}ms" if number == int(number) else f"{number}ms"
+
+
+def describe_rows(
+    proc: Mapping[str, Any], now_ms: float | None = None
+) -> list[tuple[str, str, str]]:
+    """The describe table as (label, value, rich style) in display order."""
+    env = _env(proc)
+    now = _now(now_ms)
+    status = _status(proc)
+
+    def get(key: str) -> Any:
+        return env.get(key, _MISSING)
+
+    watch = get("watch")
+    if watch is _MISSING or watch is None:
+        watch_cell: tuple[str, str] = (NA, "")
+    else:
+        watch_cell = ("✔", "bold green") if watch else ("✘", "")
+
+    rows: list[tuple[str, str, str]] = [
+        ("status", _text(status), _status_style(status)),
+        ("name", _text(_pick(proc, "name")), ""),
+        ("namespace", _text(get("namespace")), ""),
+        ("version", _text(get("version")), ""),
+        ("restarts", _text(get("restart_time")), ""),
+        ("uptime", _uptime(proc, now), ""),
+        ("script path", _text(get("pm_exec_path")), ""),
+        ("script args", _joined(get("args")), ""),
+        ("error log path", _text(get("pm_err_log_path")), ""),
+        ("out log path", _text(get("pm_out_log_path")), ""),
+        ("pid path", _text(get("pm_pid_path")), ""),
+        ("interpreter", _text(get("exec_interpreter")), ""),
+        ("interpreter args", _joined(get("node_args")), ""),
+        ("script id", _text(_pick(proc, "pm_id")), ""),
+        ("exec cwd", _text(get("pm_cwd")), ""),
+        ("exec mode", _text(get("exec_mode")), ""),
+        ("watch & reload", *watch_cell),
+        ("unstable restarts", _text(get("unstable_restarts")), ""),
+        ("created at", _iso_utc(get("created_at")), ""),
+        ("kill signal", _text(get("kill_signal")), ""),
+        ("kill timeout", _milliseconds(get("kill_timeout")), ""),
+        ("status reason", _text(get("status_reason")), ""),
+        ("next restart", _next_restart(get("next_restart_at"), now), ""),
+        ("last restart reason", _text(get("last_restart_reason")), ""),
+        ("source", _text(get("source")), ""),
+        ("warnings", _lines(get("warnings")), ""),
+    ]
+
+    # Same positions as pm2's describe, which splices these in after building the table.
+    if env.get("pm_log_path") is not None:
+        rows.insert(6, ("entire log path", _text(env["pm_log_path"]), ""))
+    if env.get("cron_restart") is not None:
+        rows.insert(5, ("cron restart", _text(env["cron_restart"]), ""))
+    max_memory = _number(env.get("max_memory_restart"))
+    if max_memory:
+        rows.insert(5, ("max memory restart", format_memory(max_memory), ""))
+    return rows
+
+
+def render_describe(
+    proc: Mapping[str, Any],
+    *,
+    width: int,
+    color: bool,
+    now_ms: float | None = None,
+) -> str:
+    """pm2's describe output for one jlist-shaped dict: the inverse title, then a key/value table."""
+    from rich.text import Text
+
+    title = Text(
+        f" Describing process with id {_text(_pick(proc, 'pm_id'))}"
+        f" - name {_text(_pick(proc, 'name'))} ",
+        style="bold reverse",
+    )
+    table = _new_table(color, show_header=False)
+    table.add_column(style=_HEADER_STYLE, no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, value, style in describe_rows(proc, now_ms):
+        table.add_row(Text(label), Text(value, style=style))
+    return _render([title, table], width, color)

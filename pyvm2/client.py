@@ -1,0 +1,143 @@
+"""Blocking client for the CLI: connect to the daemon (starting it if needed), handshake, ask."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from pyvm2 import __version__, protocol
+from pyvm2.errors import DaemonError, Pyvm2Error
+from pyvm2.paths import Home
+
+#: How long a CLI waits for a daemon it started to accept connections.
+START_DEADLINE_S = 15.0
+
+
+class Client:
+    def __init__(self, home: Home | None = None) -> None:
+        self.home = home or Home.from_env()
+        self.sock: socket.socket | None = None
+        self._file = None
+        self._next_id = 1
+        self.spawned = False
+        self.daemon_version: str | None = None
+
+    # ---- connection ----------------------------------------------------------------------
+    def _try_connect(self) -> bool:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(str(self.home.socket))
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            return False
+        except PermissionError:
+            s.close()
+            raise DaemonError(f"permission denied on {self.home.socket}",
+                              "the daemon belongs to another user; set PYVM2_HOME to a folder of yours") from None
+        except OSError as e:
+            s.close()
+            raise DaemonError(f"cannot connect to {self.home.socket}: {e.strerror or e}") from None
+        self.sock = s
+        self._file = s.makefile("rb")
+        return True
+
+    def connect(self, autostart: bool = True, check_version: bool = True) -> Client:
+        if self.sock is not None:
+            return self
+        self.home.ensure()
+        if not self._try_connect():
+            if not autostart:
+                raise DaemonError("the pyvm2 daemon is not running", "any command that needs it starts it, e.g. pyvm2 list")
+            self._spawn_daemon()
+        hello = self.call("hello", {"version": __version__, "protocol": protocol.PROTOCOL_VERSION},
+                          timeout=10)
+        self.daemon_version = hello.get("version")
+        if check_version and self.daemon_version != __version__:
+            raise DaemonError(
+                f"the running pyvm2 daemon is version {self.daemon_version}, this command is {__version__}",
+                "run `pyvm2 kill` and repeat the command to start the new version")
+        return self
+
+    def _spawn_daemon(self) -> None:
+        home = self.home
+        log = os.open(home.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        env = dict(os.environ, PYVM2_HOME=str(home.root))
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pyvm2.daemon", "--home", str(home.root)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/", env=env,
+                start_new_session=True, close_fds=True)
+        finally:
+            os.close(log)
+        self.spawned = True
+        deadline = time.monotonic() + START_DEADLINE_S
+        delay = 0.005
+        while time.monotonic() < deadline:
+            if self._try_connect():
+                return
+            code = proc.poll()
+            if code is not None and code != 0:
+                raise DaemonError(f"the pyvm2 daemon failed to start (exit code {code})",
+                                  f"its log says:\n{_tail(home.log)}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        raise DaemonError(f"the pyvm2 daemon did not answer within {START_DEADLINE_S:.0f}s",
+                          f"see {home.log}")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    # ---- requests ------------------------------------------------------------------------
+    def call(self, cmd: str, args: dict | None = None, timeout: float | None = 60.0) -> Any:
+        if self.sock is None:
+            self.connect()
+        assert self.sock is not None and self._file is not None
+        rid = self._next_id
+        self._next_id += 1
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(protocol.request(rid, cmd, args))
+            line = self._file.readline()
+        except socket.timeout:
+            raise DaemonError(f"the daemon did not answer `{cmd}` within {timeout:.0f}s",
+                              f"it may be overloaded; see {self.home.log}") from None
+        except OSError as e:
+            raise DaemonError(f"lost the connection to the daemon: {e.strerror or e}",
+                              f"see {self.home.log}") from None
+        if not line:
+            raise DaemonError("the daemon closed the connection before answering",
+                              f"it may have crashed; see {self.home.log}")
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise DaemonError("the daemon sent a reply that is not JSON") from None
+        if reply.get("ok"):
+            return reply.get("data")
+        err = reply.get("error") or {}
+        raise Pyvm2Error(err.get("message") or "the daemon reported an error", err.get("hint"),
+                         code=int(err.get("exit_code") or 1))
+
+
+def _tail(path: os.PathLike | str, n: int = 10) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").splitlines()[-n:]
+        return "\n".join(lines)
+    except OSError:
+        return "(no log)"
+
+
+def daemon_pid(home: Home) -> int | None:
+    try:
+        return int(home.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None

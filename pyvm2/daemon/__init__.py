@@ -1,0 +1,1 @@
+"""The pyvm2 daemon: one asyncio loop supervising every app."""

@@ -1,0 +1,334 @@
+"""Daemon: the registry pm_id -> ManagedProcess, the commands the CLI sends, shutdown order."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from pyvm2 import __version__
+from pyvm2.daemon.monitor import Sampler
+from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
+from pyvm2.errors import NotFound, UsageError
+from pyvm2.paths import Home, sanitize
+from pyvm2.protocol import PROTOCOL_VERSION
+from pyvm2.spec import AppSpec
+from pyvm2.status import Status, is_settled
+
+#: How often the monitor samples cpu and memory of every app's tree.
+SAMPLE_INTERVAL_S = 1.0
+#: `start` and `restart` answer once every instance is settled, or after this long.
+SETTLE_DEADLINE_S = 20.0
+#: An instance online this long (or min_uptime, if shorter) counts as started.
+SETTLE_ONLINE_S = 1.0
+
+
+def _log_path(base: str, pm_id: int, suffix: bool) -> str:
+    if not suffix or not base.endswith(".log"):
+        return base
+    return base[: -len(".log")] + f"-{pm_id}.log"
+
+
+class Daemon:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.procs: dict[int, ManagedProcess] = {}
+        self.next_id = 0
+        self.started_at = time.time()
+        self._log_fd: int | None = None
+        self._stopping = asyncio.Event()
+        self._sampler = Sampler()
+        self.hooks = Hooks(log=self.log, changed=self._changed, home=str(home.root))
+
+    # ---- daemon log ------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}: PYVM2 log: {msg}\n".encode(errors="replace")
+        try:
+            if self._log_fd is None:
+                self._log_fd = os.open(self.home.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.write(self._log_fd, line)
+        except OSError:
+            pass
+
+    def _changed(self) -> None:
+        pass
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def serve(self) -> None:
+        from pyvm2.daemon.server import Server
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGUSR2, self.reopen_logs)
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        server = Server(self)
+        await server.start()
+        self.log(f"pyvm2 daemon {__version__} started (pid {os.getpid()}, home {self.home.root})")
+        sampler = loop.create_task(self._sample_forever())
+        await self._stopping.wait()
+        sampler.cancel()
+        await self.stop_all()
+        await server.close()
+        self.log("pyvm2 daemon exited")
+        for p in (self.home.pid,):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(p.stop("daemon stopping") for p in self.procs.values()),
+                             return_exceptions=True)
+
+    def reopen_logs(self) -> None:
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+            self._log_fd = None
+        for p in self.procs.values():
+            p.reopen_logs()
+        self.log("log files reopened")
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SAMPLE_INTERVAL_S)
+            roots = {p.pm_id: p.pid for p in self.procs.values() if p.pid}
+            try:
+                samples = await asyncio.to_thread(self._sampler.sample, roots)
+            except Exception as e:  # sampling must never take the daemon down
+                self.log(f"sampling failed: {e!r}")
+                continue
+            for pm_id, s in samples.items():
+                p = self.procs.get(pm_id)
+                if p is None or p.pid != roots.get(pm_id):
+                    continue
+                p.cpu, p.memory = s.cpu, s.rss
+                limit = p.spec.max_memory_restart
+                if limit and s.rss > limit and p.status == Status.ONLINE:
+                    reason = f"memory {_mb(s.rss)} > {_mb(limit)}"
+                    self.log(f"App [{p.label}] restarting: {reason}")
+                    self.request_restart(pm_id, reason)
+
+    def request_restart(self, pm_id: int, reason: str) -> None:
+        """The one entry point for watch, memory and cron restarts."""
+        p = self.procs.get(pm_id)
+        if p is None or p.desired != "running":
+            return
+        if p.lock.locked():
+            return  # a restart or stop is already in flight
+        asyncio.get_running_loop().create_task(p.restart(reason))
+
+    # ---- registry ----------------------------------------------------------------------
+    def _create(self, spec: AppSpec, instance: int, base_env: dict[str, str]) -> ManagedProcess:
+        pm_id = self.next_id
+        self.next_id += 1
+        suffix = not spec.merge_logs
+        stem = sanitize(spec.name)
+        out = spec.out_file or str(self.home.logs / f"{stem}-out.log")
+        err = spec.error_file or str(self.home.logs / f"{stem}-error.log")
+        combined = spec.log_file
+        if combined == "true":
+            combined = str(self.home.logs / f"{stem}.log")
+        paths = LogPaths(
+            out=_log_path(out, pm_id, suffix), err=_log_path(err, pm_id, suffix),
+            combined=_log_path(combined, pm_id, suffix) if combined else None,
+            pid=spec.pid_file and _log_path(spec.pid_file, pm_id, True) or
+            str(self.home.pids / f"{stem}-{pm_id}.pid"),
+        )
+        p = ManagedProcess(pm_id, spec, instance, base_env, paths, self.hooks)
+        self.procs[pm_id] = p
+        return p
+
+    def _by_name(self, name: str) -> list[ManagedProcess]:
+        return [p for p in self.procs.values() if p.name == name]
+
+    def resolve(self, targets: Iterable[str]) -> list[ManagedProcess]:
+        """pm2's targets: `all`, an id, a name, a namespace; several at once; unknown -> error."""
+        out: dict[int, ManagedProcess] = {}
+        for t in targets:
+            t = str(t)
+            if t == "all":
+                found = list(self.procs.values())
+                if not found:
+                    raise NotFound("no process is managed yet", "start one with: pyvm2 start <script|ecosystem.json>")
+            elif t.isdigit() and int(t) in self.procs:
+                found = [self.procs[int(t)]]
+            else:
+                found = self._by_name(t) or [p for p in self.procs.values() if p.spec.namespace == t]
+            if not found:
+                raise NotFound(f"process or namespace {t!r} not found",
+                               "see the names and ids with: pyvm2 list")
+            for p in found:
+                out[p.pm_id] = p
+        return sorted(out.values(), key=lambda p: p.pm_id)
+
+    def snapshot(self, procs: Iterable[ManagedProcess] | None = None) -> list[dict[str, Any]]:
+        procs = self.procs.values() if procs is None else procs
+        return [p.snapshot() for p in procs]
+
+    async def _settle(self, procs: list[ManagedProcess]) -> None:
+        """Wait until each instance has clearly started, or settled, so the table is true."""
+        deadline = time.monotonic() + SETTLE_DEADLINE_S
+        while time.monotonic() < deadline:
+            pending = False
+            for p in procs:
+                if p.status == Status.ONLINE and p.run is not None:
+                    need = min(p.spec.min_uptime / 1000, SETTLE_ONLINE_S)
+                    if time.monotonic() - p.run.started_mono < need:
+                        pending = True
+                elif not (is_settled(p.status) or p.status == Status.WAITING_RESTART):
+                    pending = True
+            if not pending:
+                return
+            await asyncio.sleep(0.05)
+
+    # ---- commands ----------------------------------------------------------------------
+    async def cmd_hello(self, args: dict) -> dict:
+        return {"version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
+                "home": str(self.home.root)}
+
+    async def cmd_ping(self, args: dict) -> dict:
+        return {"msg": "pong", "pid": os.getpid(), "uptime_ms": int((time.time() - self.started_at) * 1000)}
+
+    async def cmd_list(self, args: dict) -> list:
+        return self.snapshot()
+
+    async def cmd_describe(self, args: dict) -> list:
+        return self.snapshot(self.resolve(args.get("targets") or []))
+
+    async def cmd_targets(self, args: dict) -> list:
+        targets = args.get("targets") or ["all"]
+        if targets == ["all"] and not self.procs:
+            return []
+        return self.snapshot(self.resolve(targets))
+
+    async def cmd_start(self, args: dict) -> dict:
+        """Start apps from specs (file or script), or existing processes by target."""
+        if args.get("targets"):
+            procs = self.resolve(args["targets"])
+            await asyncio.gather(*(p.start() if p.run is None else _noop() for p in procs))
+            await self._settle(procs)
+            return {"actions": [{"pm_id": p.pm_id, "name": p.name, "action": "started"} for p in procs],
+                    "list": self.snapshot()}
+        base_env = dict(args.get("base_env") or {})
+        from_file = bool(args.get("from_file"))
+        specs = [AppSpec.from_dict(d) for d in args.get("apps") or []]
+        if not specs:
+            raise UsageError("nothing to start")
+        if not from_file:
+            for spec in specs:
+                running = [p for p in self._by_name(spec.name) if p.run is not None]
+                if running:
+                    raise UsageError(f"app {spec.name!r} is already running (id {running[0].pm_id})",
+                                     f"restart it with: pyvm2 restart {spec.name}, or pick another --name",
+                                     code=1)
+        actions: list[dict] = []
+        touched: list[ManagedProcess] = []
+        tasks = []
+        for spec in specs:
+            existing = self._by_name(spec.name)
+            for extra in existing[spec.instances:]:
+                tasks.append(self._delete(extra))
+                actions.append({"pm_id": extra.pm_id, "name": spec.name, "action": "deleted"})
+            existing = existing[: spec.instances]
+            for i in range(len(existing), spec.instances):
+                existing.append(self._create(spec, i, base_env))
+            for p in existing:
+                touched.append(p)
+                if p.spec.definition() != spec.definition() and p.run is not None:
+                    tasks.append(p.restart("definition changed", spec=spec, base_env=base_env))
+                    actions.append({"pm_id": p.pm_id, "name": p.name, "action": "restarted"})
+                elif p.run is None and spec.autostart:
+                    p.replace_spec(spec)
+                    p.base_env = base_env
+                    tasks.append(p.start())
+                    actions.append({"pm_id": p.pm_id, "name": p.name, "action": "started"})
+                elif p.run is None:
+                    p.replace_spec(spec)
+                    actions.append({"pm_id": p.pm_id, "name": p.name, "action": "registered"})
+                else:
+                    actions.append({"pm_id": p.pm_id, "name": p.name, "action": "unchanged"})
+        await asyncio.gather(*tasks)
+        await self._settle(touched)
+        return {"actions": actions, "list": self.snapshot()}
+
+    async def cmd_restart(self, args: dict) -> dict:
+        if args.get("apps"):
+            base_env = dict(args.get("base_env") or {})
+            specs = [AppSpec.from_dict(d) for d in args["apps"]]
+            procs = []
+            for spec in specs:
+                found = self._by_name(spec.name)
+                if not found:
+                    continue
+                procs.extend(found)
+            if not procs:
+                return await self.cmd_start({**args, "from_file": True})
+            await asyncio.gather(*(p.restart(spec=next(s for s in specs if s.name == p.name),
+                                             base_env=base_env) for p in procs))
+            missing = [s for s in specs if not self._by_name(s.name)]
+            if missing:
+                await self.cmd_start({"apps": [s.to_dict() for s in missing], "base_env": base_env,
+                                      "from_file": True})
+        else:
+            procs = self.resolve(args.get("targets") or [])
+            await asyncio.gather(*(p.restart() for p in procs))
+        await self._settle(procs)
+        return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
+
+    async def cmd_stop(self, args: dict) -> dict:
+        procs = self.resolve(args.get("targets") or [])
+        await asyncio.gather(*(p.stop() for p in procs))
+        return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
+
+    async def _delete(self, p: ManagedProcess) -> None:
+        await p.stop("deleted")
+        if p.status == Status.STOPPED or p.status == Status.ERRORED and p.run is None:
+            self.procs.pop(p.pm_id, None)
+            p.replace_spec(p.spec)
+
+    async def cmd_delete(self, args: dict) -> dict:
+        procs = self.resolve(args.get("targets") or [])
+        await asyncio.gather(*(self._delete(p) for p in procs))
+        if not self.procs:
+            self.next_id = 0
+        return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
+
+    async def cmd_reset(self, args: dict) -> dict:
+        procs = self.resolve(args.get("targets") or [])
+        for p in procs:
+            p.reset()
+        return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
+
+    async def cmd_flush(self, args: dict) -> dict:
+        targets = args.get("targets") or []
+        procs = self.resolve(targets) if targets else list(self.procs.values())
+        for p in procs:
+            p.flush_logs()
+        if not targets:
+            try:
+                os.truncate(self.home.log, 0)
+            except OSError:
+                pass
+        return {"ids": [p.pm_id for p in procs]}
+
+    async def cmd_kill(self, args: dict) -> dict:
+        n = len(self.procs)
+        await self.stop_all()
+        self.procs.clear()
+        asyncio.get_running_loop().call_soon(self.shutdown)
+        return {"stopped": n, "pid": os.getpid()}
+
+
+async def _noop() -> None:
+    return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f}M"

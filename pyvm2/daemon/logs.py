@@ -1,0 +1,207 @@
+"""Log sinks: an app's out/err (and combined) files, per-line date prefixes, reopen, and
+write errors (full disk, read-only folder) that never stop the daemon or the app."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+from collections.abc import Callable
+
+_DAYJS = re.compile(r"\[([^\]]*)]|YYYY|YY|MMMM|MMM|MM|M|DD|D|dddd|ddd|HH|H|hh|h|mm|m|ss|s|SSS|ZZ|Z|A|a|X|x")
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+DEVNULL = "/dev/null"
+
+
+def format_dayjs(fmt: str, t: float) -> str:
+    """Format time t with a dayjs pattern (the format pm2's log_date_format uses), local time."""
+    lt = time.localtime(t)
+    ms = int((t % 1) * 1000)
+    off = lt.tm_gmtoff or 0
+    sign = "+" if off >= 0 else "-"
+    oh, om = divmod(abs(off) // 60, 60)
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) is not None:
+            return m.group(1)
+        tok = m.group(0)
+        h12 = lt.tm_hour % 12 or 12
+        return {
+            "YYYY": f"{lt.tm_year:04d}", "YY": f"{lt.tm_year % 100:02d}",
+            "MMMM": _MONTHS[lt.tm_mon - 1], "MMM": _MONTHS[lt.tm_mon - 1][:3],
+            "MM": f"{lt.tm_mon:02d}", "M": str(lt.tm_mon),
+            "DD": f"{lt.tm_mday:02d}", "D": str(lt.tm_mday),
+            "dddd": _DAYS[lt.tm_wday], "ddd": _DAYS[lt.tm_wday][:3],
+            "HH": f"{lt.tm_hour:02d}", "H": str(lt.tm_hour),
+            "hh": f"{h12:02d}", "h": str(h12),
+            "mm": f"{lt.tm_min:02d}", "m": str(lt.tm_min),
+            "ss": f"{lt.tm_sec:02d}", "s": str(lt.tm_sec), "SSS": f"{ms:03d}",
+            "Z": f"{sign}{oh:02d}:{om:02d}", "ZZ": f"{sign}{oh:02d}{om:02d}",
+            "A": "AM" if lt.tm_hour < 12 else "PM", "a": "am" if lt.tm_hour < 12 else "pm",
+            "X": str(int(t)), "x": str(int(t * 1000)),
+        }[tok]
+
+    return _DAYJS.sub(sub, fmt)
+
+
+class _Prefixer:
+    """Caches the formatted prefix for the current millisecond-free second when possible."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.sub_second = "SSS" in fmt or "x" in fmt.replace("[", "")
+        self._key: float = -1
+        self._value = b""
+
+    def __call__(self) -> bytes:
+        now = time.time()
+        key = now if self.sub_second else int(now)
+        if key != self._key:
+            self._key = key
+            self._value = (format_dayjs(self.fmt, now) + ": ").encode()
+        return self._value
+
+
+class LogFile:
+    """An append-only file that survives write errors: it warns once and retries later."""
+
+    RETRY_S = 5.0
+
+    def __init__(self, path: str | None, warn: Callable[[str], None]) -> None:
+        self.path = path
+        self.warn = warn
+        self.fd: int | None = None
+        self.failed_at: float | None = None
+        self.dropped = 0
+        self.error: str | None = None
+
+    def _open(self) -> bool:
+        if self.path is None or self.path == DEVNULL:
+            return False
+        if self.fd is not None:
+            return True
+        if self.failed_at is not None and time.monotonic() - self.failed_at < self.RETRY_S:
+            return False
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            return True
+        except OSError as e:
+            self._failed(e)
+            return False
+
+    def _failed(self, e: OSError) -> None:
+        if self.error is None:
+            self.warn(f"cannot write {self.path}: {e.strerror or e}; output is dropped until it works again")
+        self.error = e.strerror or str(e)
+        self.failed_at = time.monotonic()
+        self.close()
+
+    def write(self, data: bytes) -> None:
+        if not data or not self._open():
+            if self.path not in (None, DEVNULL):
+                self.dropped += len(data)
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.fd, view)  # type: ignore[arg-type]
+                view = view[n:]
+            if self.error is not None:
+                self.warn(f"writing {self.path} again ({self.dropped} bytes were dropped)")
+                self.error, self.failed_at, self.dropped = None, None, 0
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EINTR):
+                return
+            self.dropped += len(view)
+            self._failed(e)
+
+    def reopen(self) -> None:
+        self.close()
+        self.failed_at = None
+
+    def truncate(self) -> None:
+        if self.path and self.path != DEVNULL and os.path.exists(self.path):
+            try:
+                with open(self.path, "r+b") as f:
+                    f.truncate(0)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+
+class LogSink:
+    """Where one instance's stdout and stderr go."""
+
+    def __init__(self, out_path: str | None, err_path: str | None, combined_path: str | None,
+                 date_format: str | None, warn: Callable[[str], None]) -> None:
+        self.out = LogFile(out_path, warn)
+        self.err = LogFile(err_path, warn) if err_path != out_path else self.out
+        self.combined = LogFile(combined_path, warn) if combined_path else None
+        self.prefix = _Prefixer(date_format) if date_format else None
+        self._partial = {"out": b"", "err": b""}
+
+    def files(self) -> list[LogFile]:
+        files = [self.out] + ([self.err] if self.err is not self.out else [])
+        return files + ([self.combined] if self.combined else [])
+
+    def feed(self, stream: str, data: bytes) -> None:
+        if self.prefix is not None:
+            data = self._prefixed(stream, data)
+            if not data:
+                return
+        target = self.out if stream == "out" else self.err
+        target.write(data)
+        if self.combined is not None:
+            self.combined.write(data)
+
+    def _prefixed(self, stream: str, data: bytes) -> bytes:
+        buf = self._partial[stream] + data
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            # keep a bounded partial line; a line longer than 64 KiB is written in pieces
+            if len(buf) > 65536:
+                self._partial[stream] = b""
+                return self.prefix() + buf + b"\n"  # type: ignore[misc]
+            self._partial[stream] = buf
+            return b""
+        self._partial[stream] = buf[cut + 1:]
+        p = self.prefix()  # type: ignore[misc]
+        lines = buf[:cut].split(b"\n")
+        return p + (b"\n" + p).join(lines) + b"\n"
+
+    def flush_partial(self, stream: str) -> None:
+        """At EOF: a last line without a newline is still written (pm2 drops it)."""
+        rest = self._partial.get(stream)
+        if rest:
+            self._partial[stream] = b""
+            target = self.out if stream == "out" else self.err
+            line = (self.prefix() if self.prefix else b"") + rest + b"\n"
+            target.write(line)
+            if self.combined is not None:
+                self.combined.write(line)
+
+    def reopen(self) -> None:
+        for f in self.files():
+            f.reopen()
+
+    def close(self) -> None:
+        for f in self.files():
+            f.close()
+
+    def error(self) -> str | None:
+        for f in self.files():
+            if f.error:
+                return f"{f.path}: {f.error}"
+        return None

@@ -1,0 +1,100 @@
+"""Samples each app's whole process tree (cpu %, rss) and reports limits crossed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_PROC = "/proc"
+_CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True)
+class Sample:
+    cpu: float      # percent of one core, over the last interval
+    rss: int        # bytes, the whole tree
+    pids: int
+
+
+class Sampler:
+    """Keeps the previous cpu times so each call yields cpu% since the last one. Blocking:
+    the daemon calls `sample` in a thread."""
+
+    def __init__(self) -> None:
+        self._prev: dict[int, tuple[float, float]] = {}   # root pid -> (cpu seconds, monotonic)
+
+    def sample(self, roots: Mapping[int, int]) -> dict[int, Sample]:
+        """roots: key -> root pid. Returns key -> Sample for roots that exist."""
+        if not roots:
+            self._prev.clear()
+            return {}
+        table = _table_linux() if sys.platform.startswith("linux") else _table_psutil()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        now = time.monotonic()
+        out: dict[int, Sample] = {}
+        prev_next: dict[int, tuple[float, float]] = {}
+        for key, root in roots.items():
+            if root not in table:
+                continue
+            cpu_s, rss, n = 0.0, 0, 0
+            stack = [root]
+            seen = set()
+            while stack:
+                pid = stack.pop()
+                if pid in seen or pid not in table:
+                    continue
+                seen.add(pid)
+                _, c, r = table[pid]
+                cpu_s += c
+                rss += r
+                n += 1
+                stack.extend(children.get(pid, ()))
+            before = self._prev.get(root)
+            pct = 0.0
+            if before is not None and now > before[1]:
+                pct = max(0.0, (cpu_s - before[0]) / (now - before[1]) * 100)
+            prev_next[root] = (cpu_s, now)
+            out[key] = Sample(round(pct, 1), rss, n)
+        self._prev = prev_next
+        return out
+
+
+def _table_linux() -> dict[int, tuple[int, float, int]]:
+    """pid -> (ppid, cpu seconds, rss bytes) from one pass over /proc."""
+    table = {}
+    for entry in os.listdir(_PROC):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{_PROC}/{entry}/stat", "rb") as f:
+                stat = f.read()
+            rest = stat[stat.rindex(b")") + 2:].split()
+            # rest[0] is field 3 (state); utime/stime are fields 14/15, rss field 24
+            if rest[0] == b"Z":
+                continue
+            ppid = int(rest[1])
+            cpu = (int(rest[11]) + int(rest[12])) / _CLK
+            rss = int(rest[21]) * _PAGE
+            table[int(entry)] = (ppid, cpu, rss)
+        except (OSError, ValueError, IndexError):
+            continue
+    return table
+
+
+def _table_psutil() -> dict[int, tuple[int, float, int]]:
+    import psutil
+
+    table = {}
+    for p in psutil.process_iter(["ppid", "cpu_times", "memory_info", "status"]):
+        info = p.info
+        if info.get("status") == psutil.STATUS_ZOMBIE or info.get("cpu_times") is None:
+            continue
+        ct, mi = info["cpu_times"], info["memory_info"]
+        table[p.pid] = (info["ppid"] or 0, ct.user + ct.system, mi.rss if mi else 0)
+    return table

@@ -1,0 +1,120 @@
+"""Unix socket server: one JSON request per line in, one reply per line out; whatever a client
+sends, the daemon answers or hangs up, and stays up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+import sys
+import traceback
+from typing import TYPE_CHECKING
+
+from pyvm2 import protocol
+from pyvm2.errors import Pyvm2Error
+
+if TYPE_CHECKING:
+    from pyvm2.daemon.daemon import Daemon
+
+#: A connection that sends nothing for this long is closed.
+IDLE_TIMEOUT_S = 300.0
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    if sys.platform.startswith("linux"):
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        return struct.unpack("3i", creds)[1]
+    getpeereid = getattr(os, "getpeereid", None)
+    return getpeereid(sock.fileno()) if getpeereid else None
+
+
+class Server:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.path = str(daemon.home.socket)
+        self._server: asyncio.AbstractServer | None = None
+        self._uid = os.getuid()
+
+    async def start(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._handle, path=self.path,
+                                                           limit=protocol.MAX_LINE)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            sock = writer.get_extra_info("socket")
+            uid = peer_uid(sock) if sock is not None else None
+            if uid is not None and uid != self._uid and uid != 0:
+                writer.write(protocol.error(None, "forbidden", "permission denied"))
+                await writer.drain()
+                return
+            while True:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
+                except (asyncio.LimitOverrunError, ValueError):
+                    writer.write(protocol.error(None, protocol.E_BAD_REQUEST,
+                                                f"request longer than {protocol.MAX_LINE} bytes"))
+                    await writer.drain()
+                    return
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                writer.write(await self._reply(line))
+                await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+        except Exception as e:  # the daemon outlives any client
+            self.daemon.log(f"connection handler failed: {e!r}")
+        finally:
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    async def _reply(self, line: bytes) -> bytes:
+        try:
+            req = protocol.decode(line)
+        except (ValueError, RecursionError):
+            return protocol.error(None, protocol.E_BAD_REQUEST, "request is not valid JSON")
+        if not isinstance(req, dict):
+            return protocol.error(None, protocol.E_BAD_REQUEST, "request must be a JSON object")
+        rid = req.get("id")
+        if not isinstance(rid, (int, str, type(None))):
+            rid = None
+        cmd, args = req.get("cmd"), req.get("args") or {}
+        if not isinstance(cmd, str) or cmd not in protocol.COMMANDS or not isinstance(args, dict):
+            return protocol.error(rid, protocol.E_UNKNOWN_COMMAND, f"unknown command {cmd!r}"[:200])
+        try:
+            data = await getattr(self.daemon, f"cmd_{cmd}")(args)
+            return protocol.ok(rid, data)
+        except Pyvm2Error as e:
+            return protocol.error(rid, protocol.E_FAILED, e.message, e.hint, e.code)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            return protocol.error(rid, protocol.E_BAD_REQUEST, f"bad arguments for {cmd}: {e}"[:500])
+        except RecursionError:
+            return protocol.error(rid, protocol.E_BAD_REQUEST, "request nested too deeply")
+        except Exception as e:
+            self.daemon.log(f"command {cmd} failed: {traceback.format_exc()}")
+            return protocol.error(rid, protocol.E_INTERNAL, f"internal error in {cmd}: {e!r}"[:500],
+                                  "this is a pyvm2 bug; the daemon log has the details")
+
+

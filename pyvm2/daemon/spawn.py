@@ -1,0 +1,197 @@
+"""AppSpec -> a running OS process: argv, env, cwd, its own session, pipes, and an exit watch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from pyvm2.errors import Pyvm2Error, SpawnError
+from pyvm2.launch import Launch, resolve_launch
+from pyvm2.spec import AppSpec
+
+#: Environment variable that marks every process an app starts, so descendants that left the
+#: process group (setsid, double fork) can still be found and stopped.
+TOKEN_VAR = "PYVM2_RUN_TOKEN"
+
+HAS_PIDFD = hasattr(os, "pidfd_open")
+
+
+@dataclass
+class Run:
+    """One spawned OS process of an instance."""
+
+    pid: int
+    token: str
+    create_time: float
+    started_at: float          # time.time()
+    started_mono: float        # time.monotonic()
+    launch: Launch
+    popen: subprocess.Popen | None
+    out_fd: int | None
+    err_fd: int | None
+    exited: asyncio.Future = field(repr=False)
+    exit_code: int | None = None
+    exit_signal: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+
+def build_env(spec: AppSpec, base_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment: the CLI's env (filtered) < app env < pm2's per-process vars."""
+    env = dict(base_env)
+    if spec.filter_env is True:
+        env = {k: v for k, v in env.items() if k in ("PATH", "HOME", "USER", "LOGNAME", "LANG",
+                                                     "LC_ALL", "TERM", "SHELL", "TZ")}
+    elif spec.filter_env:
+        env = {k: v for k, v in env.items() if not any(s in k for s in spec.filter_env)}
+    env.update(spec.env)
+    env.update(extra)
+    return env
+
+
+def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.AbstractEventLoop,
+          capture: bool = True) -> Run:
+    """Spawn the app in its own session; raise SpawnError with a sentence on failure."""
+    if not os.path.isdir(spec.cwd):
+        raise SpawnError(f"cwd {spec.cwd} does not exist", "create it or fix `cwd`")
+    try:
+        launch = resolve_launch(spec, env.get("PATH"))
+    except Pyvm2Error as e:
+        raise SpawnError(e.message, e.hint) from None
+    env[TOKEN_VAR] = token
+    if launch.is_python:
+        env.setdefault("PYTHONUNBUFFERED", "1")
+    out_r = out_w = err_r = err_w = None
+    if capture:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+    try:
+        popen = subprocess.Popen(
+            list(launch.argv), cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=out_w if capture else subprocess.DEVNULL,
+            stderr=err_w if capture else subprocess.DEVNULL,
+            start_new_session=True, close_fds=True, restore_signals=True,
+        )
+    except OSError as e:
+        for fd in (out_r, out_w, err_r, err_w):
+            if fd is not None:
+                os.close(fd)
+        raise SpawnError(f"cannot run {launch.argv[0]}: {e.strerror or e}",
+                         "check the script/interpreter path and its permissions") from None
+    finally:
+        for fd in (out_w, err_w):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+    now = time.time()
+    run = Run(pid=popen.pid, token=token, create_time=_create_time(popen.pid) or now,
+              started_at=now, started_mono=time.monotonic(), launch=launch, popen=popen,
+              out_fd=out_r, err_fd=err_r, exited=loop.create_future())
+    for fd in (out_r, err_r):
+        if fd is not None:
+            os.set_blocking(fd, False)
+    watch_exit(run, loop)
+    return run
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def _set_status(run: Run, status: int) -> None:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        run.exit_code, run.exit_signal = None, name
+    else:
+        run.exit_code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
+            else os.WEXITSTATUS(status)
+    if run.popen is not None:
+        # tell Popen the child is reaped so it never waits on a pid the kernel may reuse
+        run.popen.returncode = run.exit_code if run.exit_code is not None else -1
+    if not run.exited.done():
+        run.exited.set_result((run.exit_code, run.exit_signal))
+
+
+def watch_exit(run: Run, loop: asyncio.AbstractEventLoop) -> None:
+    """Resolve run.exited when the child ends: a pidfd on Linux, a waiting thread elsewhere."""
+    if HAS_PIDFD:
+        try:
+            pidfd = os.pidfd_open(run.pid)
+        except OSError:
+            pidfd = None
+        if pidfd is not None:
+            def on_ready() -> None:
+                try:
+                    pid, status = os.waitpid(run.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pid, status = run.pid, 0
+                if pid == 0:
+                    return
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                _set_status(run, status)
+
+            loop.add_reader(pidfd, on_ready)
+            return
+
+    def wait() -> None:
+        try:
+            _, status = os.waitpid(run.pid, 0)
+        except ChildProcessError:
+            status = 0
+        loop.call_soon_threadsafe(_set_status, run, status)
+
+    threading.Thread(target=wait, name=f"wait-{run.pid}", daemon=True).start()
+
+
+def pipe_reader(fd: int, loop: asyncio.AbstractEventLoop, on_data: Callable[[bytes], None],
+                on_eof: Callable[[], None]) -> None:
+    """Feed everything read from `fd` to on_data; close it at EOF."""
+
+    def ready() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            on_data(data)
+            return
+        loop.remove_reader(fd)
+        os.close(fd)
+        on_eof()
+
+    loop.add_reader(fd, ready)
+
+
+def close_reader(fd: int | None, loop: asyncio.AbstractEventLoop) -> None:
+    if fd is None:
+        return
+    try:
+        loop.remove_reader(fd)
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
+
+
+
