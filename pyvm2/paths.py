@@ -50,6 +50,11 @@ class Home:
         return self.root / "pids"
 
     @property
+    def run(self) -> Path:
+        """Named pipes between the apps and the daemon."""
+        return self.root / "run"
+
+    @property
     def dump(self) -> Path:
         return self.root / "dump.json"
 
@@ -59,6 +64,6 @@ class Home:
 
     def ensure(self) -> None:
         """Create the home and its folders, private to the user (0700)."""
-        for d in (self.root, self.logs, self.pids):
+        for d in (self.root, self.logs, self.pids, self.run):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)

@@ -10,8 +10,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from pyvm2 import __version__
+from pyvm2.daemon import spawn
+from pyvm2.daemon.journal import Journal, pack
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
+from pyvm2.launch import Launch
 from pyvm2.errors import NotFound, UsageError
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION
@@ -41,7 +44,9 @@ class Daemon:
         self._log_fd: int | None = None
         self._stopping = asyncio.Event()
         self._sampler = Sampler()
-        self.hooks = Hooks(log=self.log, changed=self._changed, home=str(home.root))
+        self.journal = Journal(str(home.state), self._collect_state, self.log)
+        self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
+                           run_dir=str(home.run), shutting_down=self._stopping.is_set)
 
     # ---- daemon log ------------------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -53,8 +58,65 @@ class Daemon:
         except OSError:
             pass
 
-    def _changed(self) -> None:
-        pass
+    def _collect_state(self) -> bytes:
+        return pack([p.to_state() for p in self.procs.values()], self.next_id)
+
+    async def restore(self) -> None:
+        """Rebuild the registry from the last daemon's state: re-adopt what still runs (same pid
+        and start time), stop what a dead run left behind, start what should be running."""
+        entries, next_id = self.journal.read()
+        loop = asyncio.get_running_loop()
+        live_tokens: set[str] = set()
+        to_start: list[ManagedProcess] = []
+        for e in entries:
+            try:
+                spec = AppSpec.from_dict(e["spec"])
+                p = ManagedProcess(int(e["pm_id"]), spec, int(e.get("instance", 0)),
+                                   e.get("base_env") or {}, LogPaths(**e["paths"]), self.hooks)
+            except (KeyError, TypeError, ValueError) as err:
+                self.log(f"state entry skipped: {err!r}")
+                continue
+            p.desired = e.get("desired", "stopped")
+            p.restart_time = int(e.get("restart_time") or 0)
+            p.created_at = float(e.get("created_at") or time.time())
+            p.last_restart_reason = e.get("last_restart_reason")
+            if e.get("status") == Status.ERRORED.value:
+                p.status, p.status_reason = Status.ERRORED, e.get("status_reason")
+            self.procs[p.pm_id] = p
+            r = e.get("run")
+            run = None
+            if r:
+                launch = Launch(tuple(r.get("argv") or ()), r.get("interpreter") or "", bool(r.get("is_python")))
+                run = spawn.adopt(int(r["pid"]), r["token"], float(r["create_time"]),
+                                  float(r["started_at"]), launch, loop, str(self.home.run))
+            if run is not None:
+                live_tokens.add(run.token)
+                p.adopt(run)
+                continue
+            if r:
+                await p.sweep_orphans(r["token"])
+                self.log(f"App [{p.label}] was not running any more when the daemon started")
+            if p.desired == "running":
+                to_start.append(p)
+        self.next_id = max([next_id] + [i + 1 for i in self.procs])
+        self._clean_run_dir(live_tokens)
+        for p in to_start:
+            loop.create_task(p.start())
+        if entries:
+            self.log(f"restored {len(self.procs)} process(es): {len(live_tokens)} re-adopted, "
+                     f"{len(to_start)} restarted")
+
+    def _clean_run_dir(self, keep: set[str]) -> None:
+        try:
+            names = os.listdir(self.home.run)
+        except OSError:
+            return
+        for name in names:
+            if name.split(".")[0] not in keep:
+                try:
+                    os.unlink(os.path.join(self.home.run, name))
+                except OSError:
+                    pass
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def serve(self) -> None:
@@ -65,14 +127,16 @@ class Daemon:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGUSR2, self.reopen_logs)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        await self.restore()
         server = Server(self)
         await server.start()
         self.log(f"pyvm2 daemon {__version__} started (pid {os.getpid()}, home {self.home.root})")
         sampler = loop.create_task(self._sample_forever())
         await self._stopping.wait()
         sampler.cancel()
-        await self.stop_all()
         await server.close()
+        await self.stop_all(keep_desired=True)
+        self.journal.flush()
         self.log("pyvm2 daemon exited")
         for p in (self.home.pid,):
             try:
@@ -83,9 +147,9 @@ class Daemon:
     def shutdown(self) -> None:
         self._stopping.set()
 
-    async def stop_all(self) -> None:
-        await asyncio.gather(*(p.stop("daemon stopping") for p in self.procs.values()),
-                             return_exceptions=True)
+    async def stop_all(self, keep_desired: bool = False) -> None:
+        await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
+                               for p in self.procs.values()), return_exceptions=True)
 
     def reopen_logs(self) -> None:
         if self._log_fd is not None:
@@ -322,6 +386,8 @@ class Daemon:
         n = len(self.procs)
         await self.stop_all()
         self.procs.clear()
+        self.next_id = 0
+        self.journal.flush()
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
 

@@ -34,6 +34,8 @@ class Decision:
 def describe_exit(code: int | None, signal_name: str | None) -> str:
     if signal_name:
         return f"killed by {signal_name}"
+    if code is None:
+        return "exited (status unknown: it was started by a previous daemon)"
     return f"exited with code {code}"
 
 

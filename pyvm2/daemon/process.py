@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -30,6 +31,8 @@ class Hooks:
     log: Callable[[str], None]
     changed: Callable[[], None]
     home: str
+    run_dir: str
+    shutting_down: Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,9 @@ class ManagedProcess:
             self.restart_state = policy.RestartState()
             self._spawn()
 
-    async def stop(self, reason: str = "stopped by user") -> None:
-        self.desired = "stopped"
+    async def stop(self, reason: str = "stopped by user", *, keep_desired: bool = False) -> None:
+        if not keep_desired:
+            self.desired = "stopped"
         self.cancel_timer()
         async with self.lock:
             await self._stop_locked(reason)
@@ -208,12 +212,21 @@ class ManagedProcess:
         env = spawn.build_env(self.spec, self.base_env, self._extra_env())
         capture = not self.spec.disable_logs
         try:
-            run = spawn.start(self.spec, env, uuid.uuid4().hex, loop, capture=capture)
+            run = spawn.start(self.spec, env, uuid.uuid4().hex, loop, self.hooks.run_dir,
+                              capture=capture)
         except SpawnError as e:
             self.run = None
             self._set(Status.ERRORED, e.message)
             self.hooks.log(f"App [{self.label}] cannot start: {e.message}")
             return
+        self._attach(run)
+        self._write_pid(run.pid)
+        self._set(Status.ONLINE, None)
+        self.hooks.log(f"App [{self.label}] online (pid {run.pid})")
+
+    def _attach(self, run: spawn.Run) -> None:
+        """Read the run's output and supervise its exit."""
+        loop = asyncio.get_running_loop()
         self.run = run
         self.exit_code = None
         sink = self.sink()
@@ -223,10 +236,15 @@ class ManagedProcess:
         if run.err_fd is not None:
             spawn.pipe_reader(run.err_fd, loop, lambda d: sink.feed("err", d),
                               lambda: sink.flush_partial("err"))
-        self._write_pid(run.pid)
-        self._set(Status.ONLINE, None)
-        self.hooks.log(f"App [{self.label}] online (pid {run.pid})")
         loop.create_task(self._supervise(run))
+
+    def adopt(self, run: spawn.Run) -> None:
+        """Take over a run found alive after a daemon restart."""
+        self._attach(run)
+        self.status = Status.ONLINE
+        self.status_reason = None
+        self.hooks.log(f"App [{self.label}] re-adopted (pid {run.pid})")
+        self.hooks.changed()
 
     def _write_pid(self, pid: int | None) -> None:
         path = self.paths.pid
@@ -244,6 +262,7 @@ class ManagedProcess:
         if self.run is run:
             self.run = None
         self.exit_code = run.exit_code
+        spawn.remove_fifos(self.hooks.run_dir, run.token)
         self._write_pid(None)
         self.cpu, self.memory = 0.0, 0
 
@@ -260,7 +279,7 @@ class ManagedProcess:
             if failure:
                 self._set(Status.ERRORED, failure)
                 return
-            if self.desired != "running":
+            if self.desired != "running" or self.hooks.shutting_down():
                 self._set(Status.STOPPED, policy.describe_exit(code, sig))
                 return
             uptime_ms = (time.monotonic() - run.started_mono) * 1000
@@ -336,6 +355,34 @@ class ManagedProcess:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(run.exited), delay)
             delay = min(delay * 2, 0.1)
+
+    async def sweep_orphans(self, token: str) -> None:
+        """Stop what is left of a run whose leader died while no daemon watched it."""
+        procs = await asyncio.to_thread(tree.members, None, token)
+        if not procs:
+            return
+        self.hooks.log(f"App [{self.label}] stopping {len(procs)} orphaned process(es) of its last run")
+        sig = getattr(signal, self.spec.kill_signal, signal.SIGINT)
+        tree.signal_all(procs, sig)
+        deadline = time.monotonic() + self.spec.kill_timeout / 1000
+        while tree.still_alive(procs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        tree.signal_all(tree.still_alive(procs), signal.SIGKILL)
+
+    def to_state(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "pm_id": self.pm_id, "instance": self.instance, "spec": self.spec.to_dict(),
+            "base_env": self.base_env, "paths": dataclasses.asdict(self.paths),
+            "desired": self.desired, "status": self.status.value,
+            "status_reason": self.status_reason, "restart_time": self.restart_time,
+            "created_at": self.created_at, "last_restart_reason": self.last_restart_reason,
+            "run": None if run is None or not run.alive else {
+                "pid": run.pid, "token": run.token, "create_time": run.create_time,
+                "started_at": run.started_at, "argv": list(run.launch.argv),
+                "interpreter": run.launch.interpreter, "is_python": run.launch.is_python,
+            },
+        }
 
     # ---- views --------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

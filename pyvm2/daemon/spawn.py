@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from pyvm2.spec import AppSpec
 TOKEN_VAR = "PYVM2_RUN_TOKEN"
 
 HAS_PIDFD = hasattr(os, "pidfd_open")
+#: Room for output while no daemon reads (between a daemon's death and its successor).
+PIPE_SIZE = 1024 * 1024
 
 
 @dataclass
@@ -57,8 +60,37 @@ def build_env(spec: AppSpec, base_env: Mapping[str, str], extra: Mapping[str, st
     return env
 
 
+def _fifo_pair(run_dir: str, token: str, stream: str) -> tuple[str, int, int, int]:
+    """A named pipe for one output stream: (path, daemon's read end, child's write end, spare read
+    end for the child). The spare reader keeps writes from failing while no daemon reads, so an
+    app survives its daemon's death and a new daemon reopens the path and reads on."""
+    path = os.path.join(run_dir, f"{token}.{stream}")
+    os.mkfifo(path, 0o600)
+    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    w = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    spare = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        try:
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
+    return path, r, w, spare
+
+
+def fifo_paths(run_dir: str, token: str) -> tuple[str, str]:
+    return os.path.join(run_dir, f"{token}.out"), os.path.join(run_dir, f"{token}.err")
+
+
+def remove_fifos(run_dir: str, token: str) -> None:
+    for path in fifo_paths(run_dir, token):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.AbstractEventLoop,
-          capture: bool = True) -> Run:
+          run_dir: str, capture: bool = True) -> Run:
     """Spawn the app in its own session; raise SpawnError with a sentence on failure."""
     if not os.path.isdir(spec.cwd):
         raise SpawnError(f"cwd {spec.cwd} does not exist", "create it or fix `cwd`")
@@ -69,37 +101,56 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
     env[TOKEN_VAR] = token
     if launch.is_python:
         env.setdefault("PYTHONUNBUFFERED", "1")
-    out_r = out_w = err_r = err_w = None
-    if capture:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+    fds: list[int] = []
+    out_r = err_r = None
+    child_out: int = subprocess.DEVNULL
+    child_err: int = subprocess.DEVNULL
+    spares: tuple[int, ...] = ()
     try:
+        if capture:
+            _, out_r, child_out, spare_out = _fifo_pair(run_dir, token, "out")
+            fds += [out_r, child_out, spare_out]
+            _, err_r, child_err, spare_err = _fifo_pair(run_dir, token, "err")
+            fds += [err_r, child_err, spare_err]
+            spares = (spare_out, spare_err)
         popen = subprocess.Popen(
             list(launch.argv), cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=out_w if capture else subprocess.DEVNULL,
-            stderr=err_w if capture else subprocess.DEVNULL,
+            stdout=child_out, stderr=child_err, pass_fds=spares,
             start_new_session=True, close_fds=True, restore_signals=True,
         )
     except OSError as e:
-        for fd in (out_r, out_w, err_r, err_w):
-            if fd is not None:
-                os.close(fd)
-        raise SpawnError(f"cannot run {launch.argv[0]}: {e.strerror or e}",
+        for fd in fds:
+            os.close(fd)
+        remove_fifos(run_dir, token)
+        what = launch.argv[0] if e.filename in (None, launch.argv[0]) else e.filename
+        raise SpawnError(f"cannot run {what}: {e.strerror or e}",
                          "check the script/interpreter path and its permissions") from None
-    finally:
-        for fd in (out_w, err_w):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+    for fd in fds:
+        if fd not in (out_r, err_r):
+            os.close(fd)
     now = time.time()
     run = Run(pid=popen.pid, token=token, create_time=_create_time(popen.pid) or now,
               started_at=now, started_mono=time.monotonic(), launch=launch, popen=popen,
               out_fd=out_r, err_fd=err_r, exited=loop.create_future())
-    for fd in (out_r, err_r):
-        if fd is not None:
-            os.set_blocking(fd, False)
+    watch_exit(run, loop)
+    return run
+
+
+def adopt(pid: int, token: str, create_time: float, started_at: float, launch: Launch,
+          loop: asyncio.AbstractEventLoop, run_dir: str) -> Run | None:
+    """Take over a process a previous daemon started, if pid still names that same process."""
+    now_ct = _create_time(pid)
+    if now_ct is None or abs(now_ct - create_time) > 0.05:
+        return None
+    fds: list[int | None] = []
+    for path in fifo_paths(run_dir, token):
+        try:
+            fds.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        except OSError:
+            fds.append(None)
+    run = Run(pid=pid, token=token, create_time=create_time, started_at=started_at,
+              started_mono=time.monotonic() - max(0.0, time.time() - started_at), launch=launch,
+              popen=None, out_fd=fds[0], err_fd=fds[1], exited=loop.create_future())
     watch_exit(run, loop)
     return run
 
@@ -113,8 +164,10 @@ def _create_time(pid: int) -> float | None:
         return None
 
 
-def _set_status(run: Run, status: int) -> None:
-    if os.WIFSIGNALED(status):
+def _set_status(run: Run, status: int | None) -> None:
+    if status is None:
+        run.exit_code, run.exit_signal = None, None
+    elif os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
             name = signal.Signals(sig).name
@@ -143,7 +196,7 @@ def watch_exit(run: Run, loop: asyncio.AbstractEventLoop) -> None:
                 try:
                     pid, status = os.waitpid(run.pid, os.WNOHANG)
                 except ChildProcessError:
-                    pid, status = run.pid, 0
+                    pid, status = run.pid, None   # adopted: not our child, its status is lost
                 if pid == 0:
                     return
                 loop.remove_reader(pidfd)
@@ -154,10 +207,13 @@ def watch_exit(run: Run, loop: asyncio.AbstractEventLoop) -> None:
             return
 
     def wait() -> None:
+        status: int | None
         try:
             _, status = os.waitpid(run.pid, 0)
         except ChildProcessError:
-            status = 0
+            status = None
+            while _create_time(run.pid) == run.create_time:
+                time.sleep(0.5)
         loop.call_soon_threadsafe(_set_status, run, status)
 
     threading.Thread(target=wait, name=f"wait-{run.pid}", daemon=True).start()

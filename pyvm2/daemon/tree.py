@@ -68,9 +68,11 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def members(root_pid: int, token: str, known: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
+def members(root_pid: int | None, token: str,
+            known: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
     """Live processes belonging to one run: the group led by root_pid, its descendants, anything
-    carrying the token, and previously known members still alive (blocking)."""
+    carrying the token, and previously known members still alive (blocking). root_pid None means
+    the run's leader is long gone and its pid may name someone else now: match by token only."""
     out: dict[int, psutil.Process] = {}
 
     def add(p: psutil.Process) -> None:
@@ -79,13 +81,14 @@ def members(root_pid: int, token: str, known: Iterable[psutil.Process] = ()) -> 
 
     for p in known:
         add(p)
-    try:
-        root = psutil.Process(root_pid)
-        add(root)
-        for c in root.children(recursive=True):
-            add(c)
-    except psutil.Error:
-        pass
+    if root_pid is not None:
+        try:
+            root = psutil.Process(root_pid)
+            add(root)
+            for c in root.children(recursive=True):
+                add(c)
+        except psutil.Error:
+            pass
     for pid in token_pids([token]).get(token, ()):
         try:
             p = psutil.Process(pid)
@@ -98,7 +101,7 @@ def members(root_pid: int, token: str, known: Iterable[psutil.Process] = ()) -> 
         except psutil.Error:
             pass
     # group members that dropped the token from their environment
-    for pid in _group_pids(root_pid):
+    for pid in _group_pids(root_pid) if root_pid is not None else ():
         try:
             add(psutil.Process(pid))
         except psutil.Error:

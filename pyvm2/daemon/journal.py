@@ -1,0 +1,142 @@
+"""The daemon's state on disk, replaced atomically as apps change, read back by the next daemon
+after a crash so it can re-adopt live processes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+#: Changes within this window are written once.
+DEBOUNCE_S = 0.1
+FORMAT = 1
+
+
+def atomic_write(path: str, data: bytes, *, keep_backup: bool = False, fsync: bool = True) -> None:
+    """Write data to path so that a reader sees the old or the new content, never a mix."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
+    if keep_backup and os.path.exists(path):
+        try:
+            os.replace(path, path + ".bak")
+        except OSError:
+            pass
+    os.replace(tmp, path)
+    if fsync:
+        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+
+def pack(entries: list[dict[str, Any]], next_id: int) -> bytes:
+    """Entries carry a `base_env` each; identical environments are stored once."""
+    envs: dict[str, dict[str, str]] = {}
+    out = []
+    for e in entries:
+        e = dict(e)
+        env = e.pop("base_env", {}) or {}
+        blob = json.dumps(env, sort_keys=True).encode()
+        key = hashlib.sha1(blob).hexdigest()[:16]
+        envs.setdefault(key, env)
+        e["env_ref"] = key
+        out.append(e)
+    return json.dumps({"format": FORMAT, "next_id": next_id, "envs": envs, "procs": out},
+                      separators=(",", ":")).encode()
+
+
+def unpack(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    doc = json.loads(data)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError("unknown state format")
+    envs = doc.get("envs") or {}
+    procs = []
+    for e in doc.get("procs") or []:
+        e = dict(e)
+        e["base_env"] = envs.get(e.pop("env_ref", None), {})
+        procs.append(e)
+    return procs, int(doc.get("next_id") or 0)
+
+
+class Journal:
+    """Marks the state dirty on every change and writes it soon after, off the event loop."""
+
+    def __init__(self, path: str, collect: Callable[[], bytes], log: Callable[[str], None]) -> None:
+        self.path = path
+        self.collect = collect
+        self.log = log
+        self._handle: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task | None = None
+        self._again = False
+        self._failed = False
+
+    def changed(self) -> None:
+        if self._handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._handle = loop.call_later(DEBOUNCE_S, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self._writing is not None and not self._writing.done():
+            self._again = True
+            return
+        self._writing = asyncio.get_running_loop().create_task(self._write(self.collect()))
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await asyncio.to_thread(atomic_write, self.path, data)
+            if self._failed:
+                self.log(f"state file {self.path} written again")
+            self._failed = False
+        except OSError as e:
+            if not self._failed:
+                self.log(f"cannot write state file {self.path}: {e.strerror or e}; will retry")
+            self._failed = True
+            self._again = True
+        if self._again:
+            self._again = False
+            self.changed()
+
+    def flush(self) -> None:
+        """Write now, synchronously (at shutdown)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        try:
+            atomic_write(self.path, self.collect())
+        except OSError as e:
+            self.log(f"cannot write state file {self.path}: {e.strerror or e}")
+
+    def read(self) -> tuple[list[dict[str, Any]], int]:
+        try:
+            with open(self.path, "rb") as f:
+                return unpack(f.read())
+        except FileNotFoundError:
+            return [], 0
+        except (OSError, ValueError) as e:
+            self.log(f"ignoring unreadable state file {self.path}: {e}")
+            return [], 0

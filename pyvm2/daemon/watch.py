@@ -1,0 +1,833 @@
+"""Watch mode: one shared watchdog observer, ignore rules, debounced change callbacks, polling fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import logging
+import os
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from watchdog.events import (
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.polling import PollingObserverVFS
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["inotify", "polling"]
+
+QUIET_S = 0.3        # a burst ends after this long without events (or watch_delay, if longer)
+MAX_WAIT_S = 2.0     # ...but a tree written without pause still gets a restart this long after its first event
+MAX_PATHS = 20       # paths reported per change; a git checkout can touch thousands
+POLL_INTERVAL_S = 2.0
+
+# Always ignored below each watched path, whatever ignore_watch says: version control, caches and
+# environments that tools rewrite all the time, and the files apps, databases and editors write
+# next to the code (USER-NEEDS §1.1: these are what make pm2 restart in a loop).
+ALWAYS_IGNORED_DIRS = frozenset({
+    ".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "node_modules", "vendor",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox", ".idea",
+})
+ALWAYS_IGNORED_NAMES = (
+    "*.pyc", "*.pyo", "*.log", "*-wal", "*-shm", "*-journal",       # bytecode, logs, SQLite
+    "*.sw[a-px]", "4913", "*~", ".#*", "#*#",                      # vim swap/probe, backups, emacs locks
+    "*.tmp", "*___jb_tmp___", "*___jb_old___", ".goutputstream-*",  # atomic-save temps (the rename counts)
+    "*.kate-swp", ".DS_Store",
+)
+
+_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
+_FILE_KINDS = frozenset({"created", "modified", "deleted", "moved", "attrib"})
+# A new directory counts through the files that appear in it; a directory's own "modified" only
+# echoes the file events inside it. A directory deleted or moved away takes code with it.
+_DIR_KINDS = frozenset({"deleted", "moved"})
+# Only these reach the handler, and the inotify mask is built from them, so reads of the tree
+# (IN_OPEN, IN_ACCESS, IN_CLOSE_NOWRITE) never even wake the observer.
+_EVENT_FILTER: list[type[FileSystemEvent]] = [
+    FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent, DirDeletedEvent, DirMovedEvent,
+]
+with contextlib.suppress(ImportError):  # watchdog >= 5 reports chmod/touch apart from modified
+    from watchdog.events import FileAttribEvent
+
+    _EVENT_FILTER.append(FileAttribEvent)
+
+# A daemon-owned file (extra_ignore) also covers its rotated and temporary siblings:
+# out.log.1, out.log.2024-05-01, out.log.1.gz, app.pid.4242.tmp.
+_SIBLING = re.compile(r"\.(?:\d[^/]*|gz|old|bak)")
+
+
+# ---- ignore rules --------------------------------------------------------------------------------
+
+def _segment_re(glob: str) -> str:
+    """One path segment of a glob as a regex: `*` and `?` never cross a `/`; `[...]` classes."""
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        c = glob[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and (end := glob.find("]", i + 2)) != -1:
+            body = glob[i + 1:end].replace("\\", "\\\\")
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def _anchored_re(glob: str) -> str:
+    """A path glob as a regex: `**` as a whole segment spans any number of directories."""
+    segs = [s for s in glob.split("/") if s not in ("", ".")]
+    out = ""
+    for i, seg in enumerate(segs):
+        last = i == len(segs) - 1
+        if seg == "**":
+            out += ".*" if last else "(?:[^/]+/)*"
+        else:
+            out += _segment_re(seg) + ("" if last else "/")
+    return out
+
+
+def _alternation(parts: Iterable[str], tail: str = "") -> re.Pattern[str] | None:
+    parts = list(parts)
+    return re.compile("(?:" + "|".join(f"(?:{p})" for p in parts) + ")" + tail, re.S) if parts else None
+
+
+_ALWAYS_NAMES_RE = _alternation(_segment_re(g) for g in ALWAYS_IGNORED_NAMES)
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+@dataclass(frozen=True, eq=False)
+class _Rules:
+    """The ignore rules of one app; `ignored` runs in the observer thread, so it must stay cheap."""
+
+    cwd: str
+    extra: tuple[str, ...]
+    names: re.Pattern[str] | None      # ignore_watch entries without a "/": any path component
+    anchored: re.Pattern[str] | None   # ignore_watch entries with a "/": from cwd (or absolute)
+    signature: tuple[Any, ...]
+
+    @classmethod
+    def build(cls, cwd: str, ignore: Sequence[str], extra: Sequence[str], roots: Sequence[str]) -> _Rules:
+        names: list[str] = []
+        anchored: list[str] = []
+        for raw in ignore:
+            entry = raw.strip()
+            if entry.startswith("~"):
+                entry = os.path.expanduser(entry)
+            if entry.startswith(("/", "./", "../")):
+                entry = os.path.normpath(os.path.join(cwd, entry))
+                if _under(entry, cwd) and entry != cwd:
+                    entry = entry[len(cwd.rstrip("/")) + 1:]
+                    explicit = True
+                else:
+                    anchored.append("/" + _anchored_re(_strip_tail(entry)))
+                    continue
+            else:
+                explicit = False
+            entry = _strip_tail(entry)
+            if not entry:
+                continue
+            if "/" in entry or explicit:
+                anchored.append(_anchored_re(entry))
+            else:
+                names.append(_segment_re(entry))
+        extras: set[str] = set()
+        for e in extra:
+            if not e:
+                continue
+            path = os.path.normpath(os.path.join(cwd, e))
+            extras.add(path)
+            # Events carry paths as spelled by the watched root; the daemon may spell its own files
+            # through another symlink (macOS /tmp -> /private/tmp, a symlinked project dir).
+            real = os.path.realpath(path)
+            for root in roots:
+                real_root = os.path.realpath(root)
+                if _under(real, real_root):
+                    extras.add(os.path.normpath(root + real[len(real_root):]))
+        return cls(cwd=cwd, extra=tuple(sorted(extras)), names=_alternation(names),
+                   # (?:/.*)? : a pattern that matches a directory covers everything below it.
+                   anchored=_alternation(anchored, tail="(?:/.*)?"),
+                   signature=(cwd, tuple(ignore), tuple(sorted(extras))))
+
+    def is_extra(self, path: str) -> bool:
+        for e in self.extra:
+            if path.startswith(e) and (len(path) == len(e) or path[len(e)] == "/"
+                                       or _SIBLING.fullmatch(path, len(e)) is not None):
+                return True
+        return False
+
+    def ignored(self, path: str, root: str) -> bool:
+        """Whether `path` (absolute, normalized, under the watched directory `root`) is ignored."""
+        if self.is_extra(path):
+            return True
+        if path != root:
+            for comp in path[len(root.rstrip("/")) + 1:].split("/"):
+                if (comp in ALWAYS_IGNORED_DIRS or _ALWAYS_NAMES_RE.fullmatch(comp)
+                        or (self.names is not None and self.names.fullmatch(comp))):
+                    return True
+        if self.anchored is not None:
+            subject = self.relative(path)
+            if subject != "." and self.anchored.fullmatch(subject):
+                return True
+        return False
+
+    def relative(self, path: str) -> str:
+        """How a changed path is reported: relative to cwd, or absolute when outside it."""
+        if path == self.cwd:
+            return "."
+        return path[len(self.cwd.rstrip("/")) + 1:] if _under(path, self.cwd) else path
+
+
+def _strip_tail(entry: str) -> str:
+    # "data/" and "data/**" both mean the directory and everything in it.
+    while True:
+        if entry.endswith("/**"):
+            entry = entry[:-3]
+        elif entry.endswith("/") and len(entry) > 1:
+            entry = entry[:-1]
+        else:
+            return entry
+
+
+def is_ignored(path: str, *, cwd: str, ignore: Sequence[str] = (), extra_ignore: Sequence[str] = (),
+               root: str | None = None) -> bool:
+    """Whether a change to `path` (relative to `cwd`, or absolute) is ignored; see `Watcher`."""
+    cwd = os.path.normpath(os.path.abspath(cwd))
+    root = os.path.normpath(os.path.join(cwd, root)) if root else cwd
+    full = os.path.normpath(os.path.join(cwd, path))
+    return _Rules.build(cwd, ignore, extra_ignore, [root]).ignored(full, root)
+
+
+# ---- threads -------------------------------------------------------------------------------------
+
+class _Forwarder(FileSystemEventHandler):
+    """Observer-thread side of one watched path of one app: drops what is ignored and hands the
+    rest to the loop. Paths are batched, so a burst of thousands of events wakes the loop a few
+    times, not thousands."""
+
+    def __init__(self, root: str, is_file: bool, rules: _Rules,
+                 notify: Callable[[_Forwarder], None]) -> None:
+        super().__init__()
+        self.root = root
+        self.is_file = is_file
+        self._rules = rules
+        self._notify = notify
+        self._lock = threading.Lock()
+        self._paths: set[str] = set()
+        self._armed = False
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        kind = event.event_type
+        if kind not in (_DIR_KINDS if event.is_directory else _FILE_KINDS):
+            return
+        # For a move the destination is the change (an editor's temp renamed onto x.py); the
+        # source counts too when it was a watched name, since that file is gone.
+        hits = [p for p in (self._relevant(event.src_path),
+                            self._relevant(event.dest_path) if kind == "moved" else None) if p]
+        if not hits:
+            return
+        with self._lock:
+            if len(self._paths) < MAX_PATHS:
+                self._paths.update(hits)
+            if self._armed:
+                return
+            self._armed = True
+        self._notify(self)
+
+    def take(self) -> list[str]:
+        with self._lock:
+            paths, self._paths, self._armed = self._paths, set(), False
+        return list(paths)
+
+    def _relevant(self, raw: bytes | str) -> str | None:
+        if not raw:
+            return None
+        path = os.path.normpath(os.fsdecode(raw))
+        if self.is_file:
+            if path != self.root or self._rules.is_extra(path):
+                return None
+        elif not _under(path, self.root) or self._rules.ignored(path, self.root):
+            return None
+        return self._rules.relative(path)
+
+
+class _Worker:
+    """One daemon thread running observer calls in order: `schedule` walks a whole tree (seconds
+    for 100,000 files with inotify) and must never run on the loop."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pyvm2-watch", daemon=True)
+            self._thread.start()
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("watch: background job failed")
+
+
+# ---- registrations -------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _Reg:
+    key: int
+    cwd: str
+    roots: tuple[str, ...]
+    ignore: tuple[str, ...]
+    extra: tuple[str, ...]
+    quiet: float
+    cap: float
+    on_change: Callable[[list[str]], None]
+    # Set by the worker before anything is scheduled; read by the worker and observer threads.
+    rules: _Rules | None = None
+    forwarders: tuple[_Forwarder, ...] = ()
+    # Loop side. `cancelled` is also read by the worker, to skip work for a removed app.
+    cancelled: bool = False
+    mode: Mode | None = None
+    moving: bool = False
+    pending: set[str] = field(default_factory=set)
+    first: float | None = None
+    last: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class _Group:
+    """Apps watching the same path share one watchdog watch (instances of one app all do)."""
+
+    root: str
+    members: dict[_Reg, _Forwarder]
+    rules: tuple[_Rules, ...]
+    watch: ObservedWatch | None = None
+
+    def prunes(self, path: str) -> bool:
+        # A directory is left out only if every member ignores it.
+        rules = self.rules
+        return bool(rules) and all(r.ignored(path, self.root) for r in rules)
+
+
+def _distinct(rules: Iterable[_Rules]) -> tuple[_Rules, ...]:
+    seen: dict[tuple[Any, ...], _Rules] = {}
+    for r in rules:
+        seen.setdefault(r.signature, r)
+    return tuple(seen.values())
+
+
+def _outermost(paths: Iterable[str]) -> tuple[str, ...]:
+    kept: list[str] = []
+    for p in sorted(set(paths)):
+        if not any(_under(p, k) for k in kept):
+            kept.append(p)
+    return tuple(kept)
+
+
+class Watcher:
+    """Watches app directories and calls back, on the loop, once per burst of changes.
+
+    One native observer (inotify on Linux) serves every app; an app falls back to polling when the
+    kernel's inotify limits are reached, with one warning naming the sysctl to raise.
+
+    What counts: a file created, modified, deleted, moved (its destination, and its source when
+    that was a watched name), chmod/touch; a directory deleted or moved away. A directory's own
+    "modified" does not. An editor's atomic save (write `x.py.tmp` or `.x.py.swp`, rename onto
+    `x.py`) is one change to `x.py`.
+
+    Ignore rules, applied to each changed path (a rule that matches a directory covers everything
+    below it; directories ignored by rule are not descended into at all, to save inotify watches
+    and polling CPU):
+
+    * always, whatever `ignore_watch` says: the daemon's own files (`extra_ignore`: PYVM2_HOME,
+      the app's log and pid files, plus their rotated/temp siblings like `out.log.1`); and, below
+      each watched path, any component named one of ALWAYS_IGNORED_DIRS (`.git`, `__pycache__`,
+      `.venv`, `venv`, `node_modules`, `vendor`, tool caches) or matching ALWAYS_IGNORED_NAMES
+      (`*.pyc`, `*.log`, SQLite `*-wal`/`*-shm`/`*-journal`, editor swap, backup and temp files);
+    * `ignore_watch` entries without a `/` (`tmp`, `*.csv`, `cache*`) match any path component
+      at any depth: `tmp` ignores every `tmp/` directory and every file named `tmp`;
+    * entries with a `/` (`logs/*`, `data/**`, `src/gen`), or starting with `./`, are globs
+      anchored at the app's cwd: `*` and `?` stay within one component, `**` spans directories,
+      `[abc]` is a class; a trailing `/` or `/**` means the directory and all below;
+    * absolute entries (or `../x`, `~/x`) are the same globs anchored at `/`.
+
+    Debounce: after the last event of a burst, wait max(watch_delay, QUIET_S); a tree that keeps
+    changing (git checkout, a busy generator) still fires max(MAX_WAIT_S, watch_delay) after the
+    burst's first event. Each burst gives one `on_change(paths)`: up to MAX_PATHS changed paths,
+    deduplicated and sorted, relative to cwd.
+
+    Threads: `add` and `remove` return at once; scheduling (a tree walk) runs in a worker thread,
+    events arrive on watchdog's threads, and everything else, timers and callbacks included, runs
+    on the loop. `inotify_observer` / `polling_observer` (zero-argument factories) replace the
+    observers, for tests.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, warn: Callable[[str], None], *,
+                 inotify_observer: Callable[[], BaseObserver] | None = None,
+                 polling_observer: Callable[[], BaseObserver] | None = None,
+                 poll_interval: float = POLL_INTERVAL_S) -> None:
+        self._loop = loop
+        self._warn = warn
+        self._inotify_factory = inotify_observer
+        self._polling_factory = polling_observer
+        self._poll_interval = poll_interval
+        self._regs: dict[int, _Reg] = {}
+        self._warned: set[str] = set()
+        self._closed = False
+        self._worker = _Worker()
+        # Owned by the worker thread.
+        self._observers: dict[Mode, BaseObserver] = {}
+        self._groups: dict[tuple[Mode, str], _Group] = {}
+        # Replaced whole (never mutated) so the polling threads can read it without a lock.
+        self._poll_groups: tuple[_Group, ...] = ()
+
+    # ---- public API (loop thread) -----------------------------------------------------------------
+
+    def add(self, key: int, *, cwd: str, paths: Sequence[str] | bool, ignore: Sequence[str],
+            extra_ignore: Sequence[str], delay_ms: int, on_change: Callable[[list[str]], None]) -> None:
+        """Start watching for app `key` (replacing any previous watch of that key). `paths`: True
+        for cwd, or paths relative to cwd (an empty list means cwd, as in pm2)."""
+        if self._closed:
+            raise RuntimeError("the watcher is closed")
+        if paths is False:
+            raise ValueError("paths=False means no watching; call remove() instead")
+        self.remove(key)
+        cwd = os.path.normpath(os.path.abspath(cwd))
+        if isinstance(paths, str):
+            paths = [paths]
+        wanted = [cwd] if paths is True else [os.path.normpath(os.path.join(cwd, p)) for p in paths]
+        quiet = max(max(delay_ms, 0) / 1000, QUIET_S)
+        reg = _Reg(key=key, cwd=cwd, roots=_outermost(wanted or [cwd]), ignore=tuple(ignore),
+                   extra=tuple(extra_ignore), quiet=quiet, cap=max(MAX_WAIT_S, quiet),
+                   on_change=on_change)
+        self._regs[key] = reg
+        self._worker.submit(functools.partial(self._attach, reg, "inotify"))
+
+    def remove(self, key: int) -> None:
+        """Stop watching for `key`. No callback for it fires after this returns."""
+        reg = self._regs.pop(key, None)
+        if reg is None:
+            return
+        self._cancel(reg)
+        self._worker.submit(functools.partial(self._leave_all, reg))
+
+    def close(self) -> None:
+        """Forget every app and stop the observers (in the background: this never blocks)."""
+        if self._closed:
+            return
+        self._closed = True
+        for reg in self._regs.values():
+            self._cancel(reg)
+        self._regs.clear()
+        if self._worker.started:
+            self._worker.submit(self._shutdown)
+            self._worker.stop()
+
+    def is_watching(self, key: int) -> bool:
+        """True once the watch for `key` is in place (scheduling a big tree takes a moment)."""
+        return self.mode(key) is not None
+
+    def mode(self, key: int) -> Mode | None:
+        reg = self._regs.get(key)
+        return reg.mode if reg is not None else None
+
+    # ---- loop side --------------------------------------------------------------------------------
+
+    def _cancel(self, reg: _Reg) -> None:
+        reg.cancelled = True
+        reg.mode = None
+        if reg.timer is not None:
+            reg.timer.cancel()
+            reg.timer = None
+        reg.pending.clear()
+        reg.first = None
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        """From any thread: run fn on the loop."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon is exiting
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self._warn(message)
+
+    def _warn_limit(self, cwd: str, err: int) -> None:
+        setting = "max_user_instances=1024" if err == errno.EMFILE else "max_user_watches=524288"
+        self._warn_once(
+            f"watching {cwd} with polling: inotify limit reached; raise it with: "
+            f"sysctl fs.inotify.{setting} (until then the tree is rescanned every "
+            f"{self._poll_interval:g} s, which costs CPU on big trees)")
+
+    def _attached(self, reg: _Reg, mode: Mode | None, notes: list[str], limit: int | None) -> None:
+        if reg.cancelled:
+            return
+        reg.mode = mode
+        reg.moving = False
+        if limit is not None:
+            self._warn_limit(reg.cwd, limit)
+        for note in notes:
+            self._warn_once(note)
+
+    def _on_limit_root(self, root: str, err: int) -> None:
+        """The inotify limit was hit after `root` was being watched (a new directory, or a
+        rescan): move the apps using it to polling rather than leave part of their tree blind."""
+        for reg in list(self._regs.values()):
+            if reg.mode == "inotify" and not reg.moving and root in reg.roots:
+                reg.moving = True
+                self._warn_limit(reg.cwd, err)
+                self._worker.submit(functools.partial(self._attach, reg, "polling", leave="inotify"))
+
+    def _on_ready(self, reg: _Reg, fwd: _Forwarder) -> None:
+        paths = fwd.take()
+        if reg.cancelled:
+            return
+        now = self._loop.time()
+        if reg.first is None:
+            reg.first = now
+        reg.last = now
+        for p in paths:
+            if len(reg.pending) >= MAX_PATHS:
+                break
+            reg.pending.add(p)
+        # One timer per burst, re-armed when it fires early, rather than one per event.
+        if reg.timer is None:
+            reg.timer = self._loop.call_later(reg.quiet, self._due, reg)
+
+    def _due(self, reg: _Reg) -> None:
+        reg.timer = None
+        if reg.cancelled or reg.first is None:
+            return
+        now = self._loop.time()
+        at = min(reg.last + reg.quiet, reg.first + reg.cap)
+        if now + 0.001 < at:
+            reg.timer = self._loop.call_later(at - now, self._due, reg)
+            return
+        paths = sorted(reg.pending)
+        reg.pending = set()
+        reg.first = None
+        reg.on_change(paths)
+
+    # ---- worker side ------------------------------------------------------------------------------
+
+    def _attach(self, reg: _Reg, mode: Mode, leave: Mode | None = None) -> None:
+        if reg.cancelled:
+            return
+        try:
+            if leave is not None:
+                self._leave_mode(leave, reg)
+            if reg.rules is None:
+                self._prepare(reg)
+            result = self._attach_roots(reg, mode)
+        except Exception as e:
+            log.exception("watch: cannot watch %s", reg.cwd)
+            result = (None, [f"watching {reg.cwd} failed: {e}"], None)
+        self._post(self._attached, reg, *result)
+
+    def _prepare(self, reg: _Reg) -> None:
+        reg.rules = _Rules.build(reg.cwd, reg.ignore, reg.extra, reg.roots)
+        notify = functools.partial(self._post, self._on_ready, reg)
+        reg.forwarders = tuple(_Forwarder(root, os.path.isfile(root), reg.rules, notify)
+                               for root in reg.roots)
+
+    def _attach_roots(self, reg: _Reg, mode: Mode) -> tuple[Mode | None, list[str], int | None]:
+        notes: list[str] = []
+        limit: int | None = None
+        if mode == "inotify":
+            try:
+                observer = self._observer("inotify")
+            except OSError as e:
+                if e.errno in _LIMIT_ERRNOS:
+                    limit = e.errno
+                else:
+                    notes.append(f"watching {reg.cwd} with polling: native file events are "
+                                 f"unavailable ({e.strerror or e})")
+            else:
+                try:
+                    if self._join_all(observer, "inotify", reg, notes):
+                        return "inotify", notes, None
+                    return None, notes, None
+                except OSError as e:
+                    # Half a tree watched would silently miss changes: all of it polls instead.
+                    self._leave_mode("inotify", reg)
+                    limit = e.errno
+        observer = self._observer("polling")
+        return ("polling" if self._join_all(observer, "polling", reg, notes) else None), notes, limit
+
+    def _join_all(self, observer: BaseObserver, mode: Mode, reg: _Reg, notes: list[str]) -> int:
+        joined = 0
+        for fwd in reg.forwarders:
+            if reg.cancelled:
+                break
+            if not os.path.exists(fwd.root):
+                notes.append(f"watching {reg.cwd}: {fwd.root} does not exist, so it is not watched")
+                continue
+            try:
+                self._join(observer, mode, fwd.root, reg, fwd)
+                joined += 1
+            except OSError as e:
+                if mode == "inotify" and e.errno in _LIMIT_ERRNOS:
+                    raise
+                notes.append(f"watching {reg.cwd}: cannot watch {fwd.root}: {e.strerror or e}")
+        return joined
+
+    def _join(self, observer: BaseObserver, mode: Mode, root: str, reg: _Reg, fwd: _Forwarder) -> None:
+        assert reg.rules is not None
+        group = self._groups.get((mode, root))
+        if group is None:
+            group = _Group(root, {reg: fwd}, (reg.rules,))
+            self._set_group(mode, group)
+            try:
+                group.watch = observer.schedule(fwd, root, recursive=True, event_filter=_EVENT_FILTER)
+            except BaseException:
+                self._drop_group(mode, group)
+                raise
+            return
+        assert group.watch is not None
+        group.members[reg] = fwd
+        known = any(r.signature == reg.rules.signature for r in group.rules)
+        group.rules = _distinct([*group.rules, reg.rules])
+        if known or mode == "polling":
+            # Polling re-reads the group's rules at every scan, so nothing to redo there.
+            observer.add_handler_for_watch(fwd, group.watch)
+            return
+        # The tree was walked with the other members' rules and may have skipped directories
+        # this app wants: walk it again with the union.
+        handlers = list(group.members.values())
+        with contextlib.suppress(KeyError):
+            observer.unschedule(group.watch)
+        try:
+            group.watch = observer.schedule(handlers[0], root, recursive=True, event_filter=_EVENT_FILTER)
+        except OSError as e:
+            del group.members[reg]
+            self._drop_group(mode, group)
+            if e.errno in _LIMIT_ERRNOS:
+                self._post(self._on_limit_root, root, e.errno)
+            else:
+                log.warning("watch: lost the watch on %s: %s", root, e)
+            raise
+        for h in handlers[1:]:
+            observer.add_handler_for_watch(h, group.watch)
+
+    def _leave_mode(self, mode: Mode, reg: _Reg) -> None:
+        observer = self._observers.get(mode)
+        for fwd in reg.forwarders:
+            group = self._groups.get((mode, fwd.root))
+            if group is None or group.members.pop(reg, None) is None:
+                continue
+            if not group.members:
+                self._drop_group(mode, group)
+                if observer is not None and group.watch is not None:
+                    with contextlib.suppress(KeyError):
+                        observer.unschedule(group.watch)
+            else:
+                group.rules = _distinct(r.rules for r in group.members if r.rules is not None)
+                if observer is not None and group.watch is not None:
+                    with contextlib.suppress(KeyError):
+                        observer.remove_handler_for_watch(fwd, group.watch)
+
+    def _leave_all(self, reg: _Reg) -> None:
+        self._leave_mode("inotify", reg)
+        self._leave_mode("polling", reg)
+
+    def _set_group(self, mode: Mode, group: _Group) -> None:
+        self._groups[(mode, group.root)] = group
+        self._poll_groups = tuple(g for (m, _), g in self._groups.items() if m == "polling")
+
+    def _drop_group(self, mode: Mode, group: _Group) -> None:
+        if self._groups.get((mode, group.root)) is group:
+            del self._groups[(mode, group.root)]
+        self._poll_groups = tuple(g for (m, _), g in self._groups.items() if m == "polling")
+
+    def _observer(self, mode: Mode) -> BaseObserver:
+        observer = self._observers.get(mode)
+        if observer is None:
+            observer = self._new_observer(mode)
+            observer.start()
+            self._observers[mode] = observer
+        return observer
+
+    def _new_observer(self, mode: Mode) -> BaseObserver:
+        if mode == "polling":
+            if self._polling_factory is not None:
+                return self._polling_factory()
+            return PollingObserverVFS(os.stat, self._poll_listdir, polling_interval=self._poll_interval)
+        if self._inotify_factory is not None:
+            return self._inotify_factory()
+        pruning = _pruning_inotify_observer()
+        if pruning is not None:
+            return pruning(self._inotify_hooks)
+        from watchdog.observers import Observer
+        return Observer()
+
+    def _shutdown(self) -> None:
+        observers = list(self._observers.values())
+        self._observers.clear()
+        self._groups.clear()
+        self._poll_groups = ()
+        for observer in observers:
+            observer.stop()
+        for observer in observers:
+            with contextlib.suppress(RuntimeError):
+                observer.join(timeout=5)
+
+    # ---- observer threads -------------------------------------------------------------------------
+
+    def _inotify_hooks(self, path: str) -> tuple[Callable[[bytes], bool], Callable[[OSError], None]]:
+        """For the pruning inotify emitter (called in the worker, inside `schedule`): which
+        directories to skip, and what to do when the limit is hit later on."""
+        group = self._groups.get(("inotify", path))
+        if group is None:
+            return (lambda _p: False), (lambda _e: None)
+
+        def prune(p: bytes) -> bool:
+            return group.prunes(os.fsdecode(p))
+
+        def on_limit(e: OSError) -> None:
+            self._post(self._on_limit_root, group.root, e.errno)
+
+        return prune, on_limit
+
+    def _poll_listdir(self, path: str | None) -> Iterator[os.DirEntry[str]]:
+        """os.scandir for the polling observer, minus ignored entries: an ignored directory is
+        never walked and an ignored file never stat'ed at each scan."""
+        with os.scandir(path) as it:
+            entries = list(it)
+        top = os.fsdecode(path or ".")
+        covering = [g for g in self._poll_groups if _under(top, g.root)]
+        if not covering:
+            return iter(entries)
+        return iter([e for e in entries
+                     if not all(g.prunes(os.path.join(top, e.name)) for g in covering)])
+
+
+# ---- inotify without the ignored directories -----------------------------------------------------
+
+Hooks = Callable[[str], tuple[Callable[[bytes], bool], Callable[[OSError], None]]]
+
+
+@functools.cache
+def _pruning_inotify_observer() -> Callable[[Hooks], BaseObserver] | None:
+    """An inotify observer that does not put watches on ignored directories, and that reports the
+    watch limit instead of swallowing it.
+
+    watchdog's own recursive inotify watch descends everywhere (node_modules, .venv, .git: tens of
+    thousands of watches) and, since 7.x, ignores errors below the root, ENOSPC included, leaving a
+    tree half watched without a word. This subclasses watchdog's InotifyWatchGroup internals, so it
+    is used only when they look as expected; otherwise plain watchdog is used and ignored
+    directories are filtered per event.
+    """
+    try:
+        from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT
+        from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+        from watchdog.observers.inotify_c import InotifyFD
+    except Exception:  # not Linux, or a libc without inotify
+        return None
+    fields = getattr(InotifyWatchGroup, "__dataclass_fields__", {})
+    if not (all(hasattr(InotifyWatchGroup, m) for m in ("_add_all_callbacks", "_add_callback",
+                                                       "_remove_callbacks", "is_active"))
+            and {"_inotify_fd", "_id", "_active_callbacks_by_watch", "_active_callbacks_by_path"} <= set(fields)
+            and {"_inotify_fd", "_inotify"} <= set(InotifyEmitter.__init__.__code__.co_names)):
+        return None
+
+    @dataclass
+    class PrunedWatchGroup(InotifyWatchGroup):
+        prune: Callable[[bytes], bool] | None = None
+        on_limit: Callable[[OSError], None] | None = None
+
+        def _add_all_callbacks(self, path: bytes) -> None:
+            if path != self.path and self.prune is not None and self.prune(path):
+                return
+            is_dir = os.path.isdir(path)
+            self._add_callback(path)
+            if not (is_dir and self.is_recursive):
+                return
+            for top, dirnames, _ in os.walk(path, followlinks=self.follow_symlink):
+                kept = []
+                for name in dirnames:
+                    full = os.path.join(top, name)
+                    if self.prune is not None and self.prune(full):
+                        continue
+                    kept.append(name)
+                    if self.follow_symlink or not os.path.islink(full):
+                        self._add_callback(full)
+                dirnames[:] = kept
+
+        def _add_callback(self, path: bytes) -> None:
+            try:
+                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
+            except OSError as e:
+                if e.errno in _LIMIT_ERRNOS:
+                    if not self.is_active:
+                        # Still inside schedule(): undo the part already watched (it would hold
+                        # watches forever) and let the caller fall back to polling.
+                        self._remove_callbacks(list(self._active_callbacks_by_watch))
+                        raise
+                    if self.on_limit is not None:
+                        self.on_limit(e)
+                    return
+                if path == self.path:
+                    raise
+                return  # a directory that vanished or is unreadable: as watchdog does
+            self._active_callbacks_by_path[path] = wd
+            self._active_callbacks_by_watch[wd] = path
+
+    class PrunedEmitter(InotifyEmitter):
+        def __init__(self, *args: Any, hooks: Hooks, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._hooks = hooks
+
+        def on_thread_start(self) -> None:
+            prune, on_limit = self._hooks(self.watch.path)
+            self._inotify = PrunedWatchGroup(
+                self._inotify_fd, os.fsencode(self.watch.path), is_recursive=self.watch.is_recursive,
+                event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink,
+                prune=prune, on_limit=on_limit)
+
+    class PrunedInotifyObserver(BaseObserver):
+        def __init__(self, hooks: Hooks) -> None:
+            self._inotify_fd = InotifyFD()
+            self._inotify_fd.start()
+            super().__init__(PrunedEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT,
+                             inotify_fd=self._inotify_fd, hooks=hooks)
+
+        def on_thread_stop(self) -> None:
+            super().on_thread_stop()
+            self._inotify_fd.stop()
+            self._inotify_fd.join()
+
+    return PrunedInotifyObserver
