@@ -63,7 +63,20 @@ class Home:
         return self.root / "state.json"
 
     def ensure(self) -> None:
-        """Create the home and its folders, private to the user (0700)."""
-        for d in (self.root, self.logs, self.pids, self.run):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        """Create the home and its folders, private to the user (0700). A home that another user
+        owns or could write into is refused: its socket and files would not be ours alone."""
+        from pyvm2.errors import Pyvm2Error
+
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = self.root.stat()
+        uid = os.getuid()
+        if st.st_uid != uid:
+            raise Pyvm2Error(f"PYVM2_HOME {self.root} belongs to another user (uid {st.st_uid})",
+                             "point PYVM2_HOME at a folder of your own", code=1)
+        if st.st_mode & 0o022:
+            raise Pyvm2Error(f"PYVM2_HOME {self.root} is writable by other users",
+                             f"make it private with: chmod 700 {self.root}", code=1)
+        if st.st_mode & 0o777 != 0o700:
+            os.chmod(self.root, 0o700)
+        for d in (self.logs, self.pids, self.run):
+            d.mkdir(mode=0o700, exist_ok=True)

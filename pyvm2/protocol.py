@@ -11,7 +11,7 @@ MAX_LINE = 4 * 1024 * 1024
 
 COMMANDS = frozenset({
     "hello", "ping", "start", "stop", "restart", "delete", "reset", "list", "describe",
-    "targets", "flush", "kill",
+    "targets", "flush", "kill", "save", "resurrect", "handover", "reload_logs",
 })
 
 # error codes on the wire

@@ -367,6 +367,105 @@ def kill() -> None:
     cli.info("[v] pyvm2 Daemon Stopped")
 
 
+@app.command(help="Save the apps and whether each should run, for resurrect (and boot).")
+def save(force: Annotated[bool, typer.Option("--force", help="save even an empty list")] = False) -> None:
+    cli.info("Saving current process list...")
+    res = _client().call("save", {"force": force})
+    cli.info(f"Successfully saved {res['count']} process(es) in {res['path']}")
+
+
+app.command("dump", hidden=True)(save)
+
+
+@app.command(help="Bring back the saved apps: running ones start, stopped ones stay stopped.")
+def resurrect(
+    if_saved: Annotated[bool, typer.Option("--if-saved", help="succeed quietly when nothing was saved")] = False,
+) -> None:
+    res = _client().call("resurrect", {"if_saved": if_saved}, timeout=None)
+    _report(res["actions"])
+    print_table(res["list"])
+
+
+@app.command("import-pm2", help="Bring a pm2 user's saved list (dump.pm2) over to pyvm2.")
+def import_pm2(
+    dump: Annotated[Optional[str], typer.Argument(help="pm2's dump file")] = None,
+) -> None:
+    from pyvm2.pm2dump import read_pm2_dump
+
+    path = os.path.expanduser(dump or os.path.join(os.environ.get("PM2_HOME", "~/.pm2"), "dump.pm2"))
+    entries, warnings = read_pm2_dump(path)
+    for w in warnings:
+        cli.warn(w)
+    res = _client().call("resurrect", {"entries": entries}, timeout=None)
+    _report(res["actions"])
+    print_table(res["list"])
+
+
+@app.command(help="Replace the running daemon by the installed version; apps keep running.")
+def update() -> None:
+    from pyvm2 import __version__
+    from pyvm2.client import Client, daemon_pid
+
+    old = Client()
+    try:
+        old.connect(autostart=False, check_version=False)
+    except Pyvm2Error:
+        cli.info("no daemon was running; starting pyvm2 " + __version__)
+        _client()
+        return
+    before = old.daemon_version
+    pid = daemon_pid(old.home)
+    res = old.call("handover")
+    old.close()
+    deadline = time.monotonic() + 10
+    pid = res.get("pid") or pid
+    while pid and time.monotonic() < deadline and _pid_alive(pid):
+        time.sleep(0.02)
+    new = Client().connect()
+    procs = new.call("list")
+    running = sum(1 for p in procs if p["pm2_env"]["status"] == "online")
+    cli.info(f"daemon updated from {before} to {new.daemon_version}; "
+             f"{res['kept']} app(s) kept running, {running} online now")
+
+
+@app.command("reloadLogs", help="Reopen every log file (after an external logrotate).")
+def reload_logs() -> None:
+    _client().call("reload_logs")
+    cli.info("All logs reloaded")
+
+
+@app.command(help="Write a systemd unit that brings pyvm2 and the saved apps back at boot.")
+def startup(
+    system: Annotated[bool, typer.Option("--system", help="a system unit (root only)")] = False,
+    print_only: Annotated[bool, typer.Option("--print", help="print the unit instead of writing it")] = False,
+) -> None:
+    from pyvm2 import startup as su
+
+    unit = su.Unit.for_current_user(system=system)
+    if print_only:
+        print(unit.text(), end="")
+        return
+    path = su.install(unit)
+    cli.info(f"wrote {path}")
+    for line in unit.enable_commands():
+        print(f"  {line}")
+    cli.info("then save your apps with: pyvm2 save (they come back at boot)")
+
+
+@app.command(help="Remove the systemd unit written by startup.")
+def unstartup(system: Annotated[bool, typer.Option("--system")] = False) -> None:
+    from pyvm2 import startup as su
+
+    unit = su.Unit.for_current_user(system=system)
+    removed = su.uninstall(unit)
+    if removed:
+        cli.info(f"removed {removed}")
+        for line in unit.disable_commands():
+            print(f"  {line}")
+    else:
+        cli.info(f"no unit at {unit.path}")
+
+
 def _pid_alive(pid: int) -> bool:
     """True while pid runs; a zombie waiting for its reaper counts as gone."""
     try:

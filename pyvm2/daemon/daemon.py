@@ -11,7 +11,7 @@ from typing import Any
 
 from pyvm2 import __version__
 from pyvm2.daemon import spawn
-from pyvm2.daemon.journal import Journal, pack
+from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
 from pyvm2.launch import Launch
@@ -43,6 +43,7 @@ class Daemon:
         self.started_at = time.time()
         self._log_fd: int | None = None
         self._stopping = asyncio.Event()
+        self._handover = False
         self._sampler = Sampler()
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
@@ -135,7 +136,8 @@ class Daemon:
         await self._stopping.wait()
         sampler.cancel()
         await server.close()
-        await self.stop_all(keep_desired=True)
+        if not self._handover:
+            await self.stop_all(keep_desired=True)
         self.journal.flush()
         self.log("pyvm2 daemon exited")
         for p in (self.home.pid,):
@@ -381,6 +383,76 @@ class Daemon:
             except OSError:
                 pass
         return {"ids": [p.pm_id for p in procs]}
+
+    async def cmd_reload_logs(self, args: dict) -> dict:
+        self.reopen_logs()
+        return {"reopened": len(self.procs)}
+
+    async def cmd_save(self, args: dict) -> dict:
+        """Write every app and whether it should run to dump.json (atomically, old copy kept)."""
+        entries = [{k: v for k, v in p.to_state().items() if k in ("pm_id", "instance", "spec", "base_env", "desired")}
+                   for p in self.procs.values()]
+        path = str(self.home.dump)
+        if not entries and not args.get("force"):
+            raise UsageError("no app is managed, so the saved list was left as it is",
+                             "use pyvm2 save --force to save an empty list")
+        await asyncio.to_thread(atomic_write, path, pack(entries, self.next_id), keep_backup=True)
+        self.log(f"saved {len(entries)} process(es) to {path}")
+        return {"path": path, "count": len(entries)}
+
+    def read_dump(self) -> list[dict]:
+        last_error = None
+        for path in (str(self.home.dump), str(self.home.dump) + ".bak"):
+            try:
+                with open(path, "rb") as f:
+                    entries, _ = unpack(f.read())
+                return entries
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as e:
+                last_error = f"{path}: {e}"
+                self.log(f"cannot read {last_error}")
+        if last_error:
+            raise UsageError(f"the saved list cannot be read ({last_error})", "save again with: pyvm2 save")
+        raise NotFound(f"nothing saved yet ({self.home.dump} does not exist)", "save the running apps with: pyvm2 save")
+
+    async def cmd_resurrect(self, args: dict) -> dict:
+        """Bring back saved apps: each app not already known is registered and, if it was
+        running, started. Running it twice changes nothing."""
+        entries = args.get("entries")
+        if entries is None:
+            try:
+                entries = self.read_dump()
+            except NotFound:
+                if not args.get("if_saved"):
+                    raise
+                entries = []
+        actions: list[dict] = []
+        started: list[ManagedProcess] = []
+        for e in entries:
+            spec = AppSpec.from_dict(e["spec"])
+            instance = int(e.get("instance") or 0)
+            present = [p for p in self.procs.values() if p.name == spec.name and p.instance == instance]
+            if present:
+                actions.append({"name": spec.name, "pm_id": present[0].pm_id, "action": "already present"})
+                continue
+            p = self._create(spec, instance, dict(e.get("base_env") or {}))
+            if e.get("desired") == "running":
+                started.append(p)
+                actions.append({"name": p.name, "pm_id": p.pm_id, "action": "started"})
+            else:
+                p.hooks.changed()
+                actions.append({"name": p.name, "pm_id": p.pm_id, "action": "restored stopped"})
+        await asyncio.gather(*(p.start() for p in started))
+        await self._settle(started)
+        return {"actions": actions, "list": self.snapshot()}
+
+    async def cmd_handover(self, args: dict) -> dict:
+        """Leave, keeping every app running, so that a new daemon can adopt them."""
+        self.log("handing over to a new daemon; apps keep running")
+        self._handover = True
+        asyncio.get_running_loop().call_soon(self.shutdown)
+        return {"pid": os.getpid(), "kept": sum(1 for p in self.procs.values() if p.run is not None)}
 
     async def cmd_kill(self, args: dict) -> dict:
         n = len(self.procs)

@@ -4,10 +4,13 @@ write errors (full disk, read-only folder) that never stop the daemon or the app
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 _DAYJS = re.compile(r"\[([^\]]*)]|YYYY|YY|MMMM|MMM|MM|M|DD|D|dddd|ddd|HH|H|hh|h|mm|m|ss|s|SSS|ZZ|Z|A|a|X|x")
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
@@ -66,15 +69,45 @@ class _Prefixer:
         return self._value
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """Size-based rotation: `name.log` -> `name.log.1` ... `name.log.<keep>`."""
+
+    max_size: int = 10 * 1024 * 1024
+    keep: int = 5
+    compress: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_size > 0
+
+
+def _compress(path: str) -> None:
+    try:
+        with open(path, "rb") as src, gzip.open(path + ".gz.tmp", "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+        os.replace(path + ".gz.tmp", path + ".gz")
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class LogFile:
-    """An append-only file that survives write errors: it warns once and retries later."""
+    """An append-only file that rotates at line boundaries and survives write errors: it warns
+    once, drops output (memory stays bounded) and tries again later."""
 
     RETRY_S = 5.0
 
-    def __init__(self, path: str | None, warn: Callable[[str], None]) -> None:
+    def __init__(self, path: str | None, warn: Callable[[str], None],
+                 rotation: Rotation | None = None,
+                 background: Callable[[Callable[[], None]], None] | None = None) -> None:
         self.path = path
         self.warn = warn
+        self.rotation = rotation or Rotation(max_size=0)
+        self.background = background
         self.fd: int | None = None
+        self.size = 0
+        self.at_line_start = True
         self.failed_at: float | None = None
         self.dropped = 0
         self.error: str | None = None
@@ -89,6 +122,7 @@ class LogFile:
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            self.size = os.fstat(self.fd).st_size
             return True
         except OSError as e:
             self._failed(e)
@@ -102,35 +136,87 @@ class LogFile:
         self.close()
 
     def write(self, data: bytes) -> None:
-        if not data or not self._open():
+        if not data:
+            return
+        if not self._open():
             if self.path not in (None, DEVNULL):
                 self.dropped += len(data)
             return
+        rot = self.rotation
+        while rot.enabled and self.size + len(data) > rot.max_size:
+            room = rot.max_size - self.size
+            cut = data.rfind(b"\n", 0, max(room, 0))
+            if cut >= 0:
+                head, data = data[:cut + 1], data[cut + 1:]
+                if not self._write(head):
+                    return
+            elif not self.at_line_start:
+                # finish the line in this file: a line is never split across two files
+                nl = data.find(b"\n")
+                if nl < 0:
+                    break
+                head, data = data[:nl + 1], data[nl + 1:]
+                if not self._write(head):
+                    return
+            elif self.size == 0:
+                break  # one line longer than the limit: it gets a file of its own
+            if not self._rotate():
+                return
+            if not data:
+                return
+        self._write(data)
+
+    def _write(self, data: bytes) -> bool:
         view = memoryview(data)
         try:
             while view:
                 n = os.write(self.fd, view)  # type: ignore[arg-type]
                 view = view[n:]
+                self.size += n
+            self.at_line_start = data.endswith(b"\n")
             if self.error is not None:
                 self.warn(f"writing {self.path} again ({self.dropped} bytes were dropped)")
                 self.error, self.failed_at, self.dropped = None, None, 0
+            return True
         except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EINTR):
-                return
+            if e.errno == errno.EINTR:
+                return self._write(bytes(view))
             self.dropped += len(view)
             self._failed(e)
+            return False
+
+    def _rotate(self) -> bool:
+        assert self.path is not None
+        self.close()
+        keep = self.rotation.keep
+        suffix = ".gz" if self.rotation.compress else ""
+        try:
+            for i in range(keep, 0, -1):
+                for ext in ("", ".gz"):
+                    src = f"{self.path}.{i}{ext}"
+                    if not os.path.exists(src):
+                        continue
+                    if i == keep:
+                        os.unlink(src)
+                    else:
+                        os.replace(src, f"{self.path}.{i + 1}{ext}")
+            if keep > 0:
+                os.replace(self.path, f"{self.path}.1")
+                if suffix and self.background is not None:
+                    first = f"{self.path}.1"
+                    self.background(lambda: _compress(first))
+            else:
+                os.truncate(self.path, 0)
+        except OSError as e:
+            self._failed(e)
+            return False
+        self.size = 0
+        self.at_line_start = True
+        return self._open()
 
     def reopen(self) -> None:
         self.close()
         self.failed_at = None
-
-    def truncate(self) -> None:
-        if self.path and self.path != DEVNULL and os.path.exists(self.path):
-            try:
-                with open(self.path, "r+b") as f:
-                    f.truncate(0)
-            except OSError:
-                pass
 
     def close(self) -> None:
         if self.fd is not None:
@@ -145,10 +231,15 @@ class LogSink:
     """Where one instance's stdout and stderr go."""
 
     def __init__(self, out_path: str | None, err_path: str | None, combined_path: str | None,
-                 date_format: str | None, warn: Callable[[str], None]) -> None:
-        self.out = LogFile(out_path, warn)
-        self.err = LogFile(err_path, warn) if err_path != out_path else self.out
-        self.combined = LogFile(combined_path, warn) if combined_path else None
+                 date_format: str | None, warn: Callable[[str], None],
+                 rotation: Rotation | None = None,
+                 background: Callable[[Callable[[], None]], None] | None = None) -> None:
+        def make(path: str | None) -> LogFile:
+            return LogFile(path, warn, rotation, background)
+
+        self.out = make(out_path)
+        self.err = make(err_path) if err_path != out_path else self.out
+        self.combined = make(combined_path) if combined_path else None
         self.prefix = _Prefixer(date_format) if date_format else None
         self._partial = {"out": b"", "err": b""}
 

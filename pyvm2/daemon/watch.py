@@ -335,11 +335,15 @@ class _Group:
     root: str
     members: dict[_Reg, _Forwarder]
     rules: tuple[_Rules, ...]
+    is_file: bool = False
     watch: ObservedWatch | None = None
 
     def prunes(self, path: str) -> bool:
-        # A directory is left out only if every member ignores it.
+        # A path is left out only if every member ignores it. A file watched by name is wanted
+        # whatever the patterns say; only the daemon's own files are never watched.
         rules = self.rules
+        if self.is_file:
+            return bool(rules) and all(r.is_extra(path) for r in rules)
         return bool(rules) and all(r.ignored(path, self.root) for r in rules)
 
 
@@ -609,7 +613,7 @@ class Watcher:
         assert reg.rules is not None
         group = self._groups.get((mode, root))
         if group is None:
-            group = _Group(root, {reg: fwd}, (reg.rules,))
+            group = _Group(root, {reg: fwd}, (reg.rules,), is_file=fwd.is_file)
             self._set_group(mode, group)
             try:
                 group.watch = observer.schedule(fwd, root, recursive=True, event_filter=_EVENT_FILTER)
@@ -727,12 +731,19 @@ class Watcher:
         never walked and an ignored file never stat'ed at each scan."""
         with os.scandir(path) as it:
             entries = list(it)
-        top = os.fsdecode(path or ".")
-        covering = [g for g in self._poll_groups if _under(top, g.root)]
-        if not covering:
+        groups = self._poll_groups
+        if not groups:
             return iter(entries)
-        return iter([e for e in entries
-                     if not all(g.prunes(os.path.join(top, e.name)) for g in covering)])
+        top = os.fsdecode(path or ".")
+        kept = []
+        for entry in entries:
+            child = os.path.join(top, entry.name)
+            # Watched roots can nest (one app watches the project, another a file in it): an
+            # entry is skipped only if every root that contains it ignores it.
+            covering = [g for g in groups if _under(child, g.root)]
+            if not covering or not all(g.prunes(child) for g in covering):
+                kept.append(entry)
+        return iter(kept)
 
 
 # ---- inotify without the ignored directories -----------------------------------------------------

@@ -1,0 +1,104 @@
+"""The systemd unit that brings the daemon and the saved apps back at boot."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyvm2.errors import UsageError
+from pyvm2.paths import Home
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str
+    path: Path
+    system: bool
+    user: str
+    home: str
+    pyvm2_home: str
+    python: str
+    path_env: str
+
+    @classmethod
+    def for_current_user(cls, *, system: bool = False) -> Unit:
+        import pwd
+
+        if system and os.geteuid() != 0:
+            raise UsageError("a system unit needs root",
+                             "run: sudo env PATH=$PATH pyvm2 startup --system, or drop --system for a user unit")
+        pw = pwd.getpwuid(os.getuid())
+        home = os.environ.get("HOME") or pw.pw_dir
+        if system:
+            name = f"pyvm2-{pw.pw_name}.service"
+            path = Path("/etc/systemd/system") / name
+        else:
+            name = "pyvm2.service"
+            config = Path(os.environ.get("XDG_CONFIG_HOME") or Path(home) / ".config")
+            path = config / "systemd" / "user" / name
+        return cls(name=name, path=path, system=system, user=pw.pw_name, home=home,
+                   pyvm2_home=str(Home.from_env().root), python=sys.executable,
+                   path_env=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
+
+    @property
+    def command(self) -> str:
+        return f"{self.python} -m pyvm2"
+
+    def text(self) -> str:
+        user = f"User={self.user}\n" if self.system else ""
+        target = "multi-user.target" if self.system else "default.target"
+        return (
+            "[Unit]\n"
+            f"Description=pyvm2 process manager ({self.user})\n"
+            "After=network.target\n"
+            "\n"
+            "[Service]\n"
+            "Type=forking\n"
+            f"{user}"
+            f"Environment=HOME={self.home}\n"
+            f"Environment=PYVM2_HOME={self.pyvm2_home}\n"
+            f"Environment=PATH={self.path_env}\n"
+            f"PIDFile={self.pyvm2_home}/pyvm2.pid\n"
+            f"ExecStart={self.command} resurrect --if-saved\n"
+            f"ExecReload={self.command} reloadLogs\n"
+            f"ExecStop={self.command} kill\n"
+            # apps live in their own sessions: if the daemon dies they keep running and the
+            # restarted daemon adopts them, so systemd must not kill them with it
+            "KillMode=process\n"
+            "Restart=always\n"
+            "RestartSec=2\n"
+            "LimitNOFILE=65536\n"
+            "\n"
+            "[Install]\n"
+            f"WantedBy={target}\n"
+        )
+
+    def _systemctl(self) -> str:
+        return "systemctl" if self.system else "systemctl --user"
+
+    def enable_commands(self) -> list[str]:
+        cmds = [f"{self._systemctl()} daemon-reload", f"{self._systemctl()} enable {self.name}"]
+        if not self.system:
+            cmds.append(f"loginctl enable-linger {self.user}   # start at boot, not at login")
+        return cmds
+
+    def disable_commands(self) -> list[str]:
+        return [f"{self._systemctl()} disable {self.name}", f"{self._systemctl()} daemon-reload"]
+
+
+def install(unit: Unit) -> Path:
+    unit.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = unit.path.with_name(unit.path.name + ".tmp")
+    tmp.write_text(unit.text())
+    os.replace(tmp, unit.path)
+    return unit.path
+
+
+def uninstall(unit: Unit) -> Path | None:
+    try:
+        unit.path.unlink()
+    except FileNotFoundError:
+        return None
+    return unit.path
