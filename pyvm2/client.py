@@ -105,7 +105,7 @@ class Client:
         try:
             self.sock.sendall(protocol.request(rid, cmd, args))
             line = self._file.readline()
-        except socket.timeout:
+        except TimeoutError:
             raise DaemonError(f"the daemon did not answer `{cmd}` within {timeout:.0f}s",
                               f"it may be overloaded; see {self.home.log}") from None
         except OSError as e:

@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -17,7 +17,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
                   help="A process manager that speaks pm2's language.")
 
-Targets = Annotated[Optional[list[str]], typer.Argument(help="names, ids, namespaces, `all`, or an ecosystem file")]
+Targets = Annotated[list[str] | None, typer.Argument(help="names, ids, namespaces, `all`, or an ecosystem file")]
 
 
 def _client():
@@ -94,37 +94,38 @@ def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
 @app.command(help="Start an ecosystem file, a script, or stopped apps by name/id.")
 def start(
     targets: Targets = None,
-    name: Annotated[Optional[str], typer.Option("--name", "-n", help="app name")] = None,
-    namespace: Annotated[Optional[str], typer.Option(help="namespace")] = None,
-    cwd: Annotated[Optional[str], typer.Option(help="working directory (overrides the file's cwd)")] = None,
-    instances: Annotated[Optional[str], typer.Option("--instances", "-i", help="number of instances, or max")] = None,
-    interpreter: Annotated[Optional[str], typer.Option("--interpreter", "--exec-interpreter", help="interpreter (php, python3, none, a path)")] = None,
-    interpreter_args: Annotated[Optional[str], typer.Option("--interpreter-args", "--node-args", help="arguments for the interpreter")] = None,
-    max_memory_restart: Annotated[Optional[str], typer.Option("--max-memory-restart", help="restart above this memory, e.g. 100M")] = None,
-    autorestart: Annotated[Optional[bool], typer.Option("--autorestart/--no-autorestart", help="restart when it exits")] = None,
-    autostart: Annotated[Optional[bool], typer.Option("--autostart/--no-autostart", help="start now, or only register")] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="app name")] = None,
+    namespace: Annotated[str | None, typer.Option(help="namespace")] = None,
+    cwd: Annotated[str | None, typer.Option(help="working directory (overrides the file's cwd)")] = None,
+    instances: Annotated[str | None, typer.Option("--instances", "-i", help="number of instances, or max")] = None,
+    interpreter: Annotated[str | None, typer.Option("--interpreter", "--exec-interpreter", help="interpreter (php, python3, none, a path)")] = None,
+    interpreter_args: Annotated[str | None, typer.Option("--interpreter-args", "--node-args", help="arguments for the interpreter")] = None,
+    max_memory_restart: Annotated[str | None, typer.Option("--max-memory-restart", help="restart above this memory, e.g. 100M")] = None,
+    autorestart: Annotated[bool | None, typer.Option("--autorestart/--no-autorestart", help="restart when it exits")] = None,
+    autostart: Annotated[bool | None, typer.Option("--autostart/--no-autostart", help="start now, or only register")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="restart when files in cwd change")] = False,
-    ignore_watch: Annotated[Optional[str], typer.Option("--ignore-watch", help="globs to ignore, space separated")] = None,
-    watch_delay: Annotated[Optional[str], typer.Option("--watch-delay", help="seconds, or Nms")] = None,
-    env: Annotated[Optional[str], typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
-    restart_delay: Annotated[Optional[str], typer.Option("--restart-delay", help="ms before an automatic restart")] = None,
-    exp_backoff_restart_delay: Annotated[Optional[str], typer.Option("--exp-backoff-restart-delay")] = None,
-    max_restarts: Annotated[Optional[int], typer.Option("--max-restarts")] = None,
-    min_uptime: Annotated[Optional[str], typer.Option("--min-uptime")] = None,
-    kill_timeout: Annotated[Optional[str], typer.Option("--kill-timeout", "-k", help="ms before SIGKILL")] = None,
-    kill_signal: Annotated[Optional[str], typer.Option("--kill-signal", help="stop signal (default SIGINT)")] = None,
-    cron: Annotated[Optional[str], typer.Option("--cron-restart", "--cron", "-c", help="cron pattern")] = None,
-    stop_exit_codes: Annotated[Optional[list[str]], typer.Option("--stop-exit-codes")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="stdout log file")] = None,
-    error: Annotated[Optional[str], typer.Option("--error", "-e", help="stderr log file")] = None,
-    log: Annotated[Optional[str], typer.Option("--log", "-l", help="combined log file")] = None,
-    log_date_format: Annotated[Optional[str], typer.Option("--log-date-format")] = None,
+    ignore_watch: Annotated[str | None, typer.Option("--ignore-watch", help="globs to ignore, space separated")] = None,
+    watch_delay: Annotated[str | None, typer.Option("--watch-delay", help="seconds, or Nms")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
+    restart_delay: Annotated[str | None, typer.Option("--restart-delay", help="ms before an automatic restart")] = None,
+    exp_backoff_restart_delay: Annotated[str | None, typer.Option("--exp-backoff-restart-delay")] = None,
+    max_restarts: Annotated[int | None, typer.Option("--max-restarts")] = None,
+    min_uptime: Annotated[str | None, typer.Option("--min-uptime")] = None,
+    kill_timeout: Annotated[str | None, typer.Option("--kill-timeout", "-k", help="ms before SIGKILL")] = None,
+    kill_signal: Annotated[str | None, typer.Option("--kill-signal", help="stop signal (default SIGINT)")] = None,
+    cron: Annotated[str | None, typer.Option("--cron-restart", "--cron", "-c", help="cron pattern")] = None,
+    stop_exit_codes: Annotated[list[str] | None, typer.Option("--stop-exit-codes")] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="stdout log file")] = None,
+    error: Annotated[str | None, typer.Option("--error", "-e", help="stderr log file")] = None,
+    log: Annotated[str | None, typer.Option("--log", "-l", help="combined log file")] = None,
+    log_date_format: Annotated[str | None, typer.Option("--log-date-format")] = None,
     time_: Annotated[bool, typer.Option("--time", help="prefix log lines with the time")] = False,
     merge_logs: Annotated[bool, typer.Option("--merge-logs")] = False,
-    pid: Annotated[Optional[str], typer.Option("--pid", "-p", help="pid file")] = None,
+    pid: Annotated[str | None, typer.Option("--pid", "-p", help="pid file")] = None,
 ) -> None:
-    from pyvm2 import ecosystem, spec as specmod
+    from pyvm2 import ecosystem
+    from pyvm2 import spec as specmod
 
     targets = list(targets or [])
     if not targets:
@@ -246,8 +247,8 @@ def stop(targets: Targets = None) -> None:
 @app.command(help="Restart apps; with an ecosystem file, apply its current definition.")
 def restart(
     targets: Targets = None,
-    env: Annotated[Optional[str], typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
-    only: Annotated[Optional[list[str]], typer.Option("--only")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only")] = None,
 ) -> None:
     from pyvm2 import ecosystem
 
@@ -318,7 +319,7 @@ for _alias in ("show", "desc", "info"):
 
 @app.command(help="Show and follow app logs.")
 def logs(
-    target: Annotated[Optional[str], typer.Argument(help="name, id, namespace or all")] = None,
+    target: Annotated[str | None, typer.Argument(help="name, id, namespace or all")] = None,
     lines: Annotated[int, typer.Option("--lines", help="lines to show from each file")] = 15,
     nostream: Annotated[bool, typer.Option("--nostream", help="print the last lines and exit")] = False,
     err: Annotated[bool, typer.Option("--err", help="only stderr")] = False,
@@ -336,7 +337,7 @@ def logs(
 
 
 @app.command(help="Empty log files (all apps, or the given ones).")
-def flush(target: Annotated[Optional[str], typer.Argument()] = None) -> None:
+def flush(target: Annotated[str | None, typer.Argument()] = None) -> None:
     res = _client().call("flush", {"targets": [target] if target else []})
     cli.info(f"Logs flushed ({len(res['ids'])} app(s))")
 
@@ -388,7 +389,7 @@ def resurrect(
 
 @app.command("import-pm2", help="Bring a pm2 user's saved list (dump.pm2) over to pyvm2.")
 def import_pm2(
-    dump: Annotated[Optional[str], typer.Argument(help="pm2's dump file")] = None,
+    dump: Annotated[str | None, typer.Argument(help="pm2's dump file")] = None,
 ) -> None:
     from pyvm2.pm2dump import read_pm2_dump
 
@@ -477,3 +478,10 @@ def _pid_alive(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True
+
+
+@app.command(help="A live dashboard: apps, cpu, memory, logs; keys ↑/↓ r s q.")
+def monit() -> None:
+    from pyvm2.cli.monit import run
+
+    run(_client())

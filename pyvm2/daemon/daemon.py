@@ -14,11 +14,11 @@ from pyvm2.daemon import spawn
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
-from pyvm2.launch import Launch
 from pyvm2.errors import NotFound, UsageError
+from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION
-from pyvm2.spec import AppSpec
+from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec
 from pyvm2.status import Status, is_settled
 
 #: How often the monitor samples cpu and memory of every app's tree.
@@ -199,7 +199,7 @@ class Daemon:
         out = spec.out_file or str(self.home.logs / f"{stem}-out.log")
         err = spec.error_file or str(self.home.logs / f"{stem}-error.log")
         combined = spec.log_file
-        if combined == "true":
+        if combined == LOG_FILE_DEFAULT:
             combined = str(self.home.logs / f"{stem}.log")
         paths = LogPaths(
             out=_log_path(out, pm_id, suffix), err=_log_path(err, pm_id, suffix),

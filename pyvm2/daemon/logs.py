@@ -23,7 +23,7 @@ DEVNULL = "/dev/null"
 def format_dayjs(fmt: str, t: float) -> str:
     """Format time t with a dayjs pattern (the format pm2's log_date_format uses), local time."""
     lt = time.localtime(t)
-    ms = int((t % 1) * 1000)
+    ms = min(999, round((t % 1) * 1000))
     off = lt.tm_gmtoff or 0
     sign = "+" if off >= 0 else "-"
     oh, om = divmod(abs(off) // 60, 60)

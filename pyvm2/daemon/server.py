@@ -4,7 +4,6 @@ sends, the daemon answers or hangs up, and stays up."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import struct

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pyvm2.status import TRANSITIONS, Status, TransitionError, check_transition, is_running, is_settled
+from pyvm2.status import (
+    TRANSITIONS,
+    Status,
+    TransitionError,
+    check_transition,
+    is_running,
+    is_settled,
+)
 
 
 def test_statuses_are_pm2_strings():
