@@ -249,6 +249,7 @@ def restart(
     targets: Targets = None,
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="turn watching on or off (toggles, as pm2)")] = False,
 ) -> None:
     from pyvm2 import ecosystem
 
@@ -263,7 +264,7 @@ def restart(
     else:
         if env:
             raise UsageError("--env needs an ecosystem file", "pyvm2 restart ecosystem.json --env production")
-        res = _action("restart", targets)
+        res = _action("restart", targets, {"toggle_watch": watch})
     cli.info(f"Applying action restart on app [{' '.join(targets)}](ids: {res.get('ids')})")
     print_table(res["list"])
     _exit_if_errored(res["list"], set(res.get("ids") or []))

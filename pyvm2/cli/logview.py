@@ -20,6 +20,10 @@ class Followed:
     pos: int = 0
     ino: int | None = None
     partial: bytes = b""
+    needles: tuple[bytes, ...] = ()   # daemon log: only lines about these apps
+
+    def keep(self, line: bytes) -> bool:
+        return not self.needles or any(n in line for n in self.needles)
 
 
 def tail_lines(path: str, n: int) -> list[bytes]:
@@ -54,8 +58,11 @@ def _paint(text: str, code: str, color: bool) -> str:
 def show_logs(procs: list[dict], *, target: str, daemon_log: str, lines: int, follow: bool,
               want_out: bool, want_err: bool, raw: bool, timestamp: bool, color: bool) -> None:
     files: list[Followed] = []
-    if target == "all" and want_out and want_err and not raw:
-        files.append(Followed(daemon_log, "PYVM2", BLUE, False))
+    if want_out and want_err and not raw:
+        # pyvm2's own lines (restarts and why) come first; for one app, only the lines about it
+        needles = () if target == "all" else tuple(f"App [{p['name']}:{p['pm_id']}]".encode() for p in procs)
+        if target == "all" or needles:
+            files.append(Followed(daemon_log, "PYVM2", BLUE, False, needles=needles))
     seen: set[str] = set()
     for p in sorted(procs, key=lambda p: p["pm_id"]):
         env = p.get("pm2_env", {})
@@ -75,7 +82,10 @@ def show_logs(procs: list[dict], *, target: str, daemon_log: str, lines: int, fo
     existing = [f for f in files if os.path.exists(f.path)]
     existing.sort(key=lambda f: os.path.getmtime(f.path))
     for f in existing:
-        chunk = tail_lines(f.path, lines)
+        if f.needles:
+            chunk = [ln for ln in tail_lines(f.path, max(lines * 50, 2000)) if f.keep(ln)][-lines:]
+        else:
+            chunk = tail_lines(f.path, lines)
         if not raw:
             print(_paint(f"{f.path} last {lines} lines:", GREY, color))
         for line in chunk:
@@ -96,6 +106,8 @@ def show_logs(procs: list[dict], *, target: str, daemon_log: str, lines: int, fo
         while True:
             for f in files:
                 for line in _read_new(f):
+                    if not f.keep(line):
+                        continue
                     width = max(width, len(f.prefix) + 1)
                     _emit(f, line, raw=raw, timestamp=timestamp, color=color, width=width)
             sys.stdout.flush()

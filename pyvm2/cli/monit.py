@@ -297,7 +297,7 @@ class _LogCache:
             cached = self._seen.get((path, n))
             if cached is None or cached[0] != stamp:
                 self._seen[(path, n)] = (stamp, _tail(path, n))
-        # Files live by pm_id and change name rarely: forget anything not shown now.
+        # Keep only the selected app's files: the cache must not grow with every app visited.
         shown = {(p, n) for _m, p, _e in files}
         for key in [k for k in self._seen if k not in shown]:
             del self._seen[key]
@@ -647,6 +647,8 @@ def run(client: Client) -> None:
         pass
     finally:
         monit.close()
+        # An action thread still running must not write into a reused descriptor.
+        monit.wake_fd = None
         os.close(wake_r)
         os.close(wake_w)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
@@ -11,9 +12,11 @@ from typing import Any
 
 from pyvm2 import __version__
 from pyvm2.daemon import spawn
+from pyvm2.daemon.cron import CronJob
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
+from pyvm2.daemon.watch import MAX_PATHS, Watcher
 from pyvm2.errors import NotFound, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
@@ -21,6 +24,8 @@ from pyvm2.protocol import PROTOCOL_VERSION
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec
 from pyvm2.status import Status, is_settled
 
+#: After a restart, file changes seen during it and this long after are dropped.
+WATCH_MUTE_S = 0.25
 #: How often the monitor samples cpu and memory of every app's tree.
 SAMPLE_INTERVAL_S = 1.0
 #: `start` and `restart` answer once every instance is settled, or after this long.
@@ -44,6 +49,10 @@ class Daemon:
         self._log_fd: int | None = None
         self._stopping = asyncio.Event()
         self._handover = False
+        self._watcher: Watcher | None = None
+        self._watching: dict[str, tuple] = {}      # app name -> what its watch was set up with
+        self._watch_keys: dict[str, int] = {}
+        self._crons: dict[int, tuple[str, CronJob]] = {}
         self._sampler = Sampler()
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
@@ -103,6 +112,7 @@ class Daemon:
         self._clean_run_dir(live_tokens)
         for p in to_start:
             loop.create_task(p.start())
+        self.sync_schedules()
         if entries:
             self.log(f"restored {len(self.procs)} process(es): {len(live_tokens)} re-adopted, "
                      f"{len(to_start)} restarted")
@@ -136,6 +146,10 @@ class Daemon:
         await self._stopping.wait()
         sampler.cancel()
         await server.close()
+        for _, job in self._crons.values():
+            job.stop()
+        if self._watcher is not None:
+            self._watcher.close()
         if not self._handover:
             await self.stop_all(keep_desired=True)
         self.journal.flush()
@@ -176,19 +190,24 @@ class Daemon:
                     continue
                 p.cpu, p.memory = s.cpu, s.rss
                 limit = p.spec.max_memory_restart
-                if limit and s.rss > limit and p.status == Status.ONLINE:
+                if limit and s.rss > limit and p.status == Status.ONLINE and not p.lock.locked():
                     reason = f"memory {_mb(s.rss)} > {_mb(limit)}"
-                    self.log(f"App [{p.label}] restarting: {reason}")
-                    self.request_restart(pm_id, reason)
+                    asyncio.get_running_loop().create_task(p.limit_restart(reason))
 
     def request_restart(self, pm_id: int, reason: str) -> None:
-        """The one entry point for watch, memory and cron restarts."""
+        """The one entry point for watch and cron restarts."""
         p = self.procs.get(pm_id)
         if p is None or p.desired != "running":
             return
         if p.lock.locked():
             return  # a restart or stop is already in flight
-        asyncio.get_running_loop().create_task(p.restart(reason))
+        asyncio.get_running_loop().create_task(self._restart(p, reason))
+
+    async def _restart(self, p: ManagedProcess, reason: str) -> None:
+        await p.restart(reason)
+        # what the app wrote while it stopped and started must not restart it again
+        if self._watcher is not None and p.name in self._watching:
+            self._watcher.discard(self._watch_keys[p.name], WATCH_MUTE_S)
 
     # ---- registry ----------------------------------------------------------------------
     def _create(self, spec: AppSpec, instance: int, base_env: dict[str, str]) -> ManagedProcess:
@@ -236,7 +255,16 @@ class Daemon:
 
     def snapshot(self, procs: Iterable[ManagedProcess] | None = None) -> list[dict[str, Any]]:
         procs = self.procs.values() if procs is None else procs
-        return [p.snapshot() for p in procs]
+        out = []
+        for p in procs:
+            snap = p.snapshot()
+            mode = self.watch_state(p.name)
+            env = snap["pm2_env"]
+            env["watching"] = mode
+            if mode is None:
+                env["watch"] = False
+            out.append(snap)
+        return out
 
     async def _settle(self, procs: list[ManagedProcess]) -> None:
         """Wait until each instance has clearly started, or settled, so the table is true."""
@@ -253,6 +281,69 @@ class Daemon:
             if not pending:
                 return
             await asyncio.sleep(0.05)
+
+    # ---- schedules: watch and cron follow what each app should be doing ------------------
+    def sync_schedules(self) -> None:
+        """Watching and cron run for apps the user wants running; a user's stop pauses them."""
+        loop = asyncio.get_running_loop()
+        for pm_id, p in self.procs.items():
+            want = p.spec.cron_restart if p.desired == "running" else None
+            have = self._crons.get(pm_id)
+            if have and have[0] != want:
+                have[1].stop()
+                del self._crons[pm_id]
+                have = None
+            if want and not have:
+                job = CronJob(loop, want, lambda pm_id=pm_id, pattern=want: self.request_restart(pm_id, f"cron_restart {pattern}"))
+                job.start()
+                self._crons[pm_id] = (want, job)
+        for pm_id in [i for i in self._crons if i not in self.procs]:
+            self._crons.pop(pm_id)[1].stop()
+
+        wanted: dict[str, list[ManagedProcess]] = {}
+        for p in self.procs.values():
+            if p.spec.watch and p.desired == "running":
+                wanted.setdefault(p.name, []).append(p)
+        for name, procs in wanted.items():
+            spec = procs[0].spec
+            extra = [str(self.home.root)] + sorted({x for p in procs for x in (p.paths.out, p.paths.err, p.paths.combined, p.paths.pid) if x})
+            sig = (spec.cwd, spec.watch, spec.ignore_watch, spec.watch_delay, tuple(extra))
+            if self._watching.get(name) == sig:
+                continue
+            if self._watcher is None:
+                self._watcher = Watcher(loop, self.log)
+            key = self._watch_keys.setdefault(name, len(self._watch_keys))
+            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch),
+                              ignore=list(spec.ignore_watch), extra_ignore=extra, delay_ms=spec.watch_delay,
+                              on_change=lambda paths, name=name: self._files_changed(name, paths))
+            self._watching[name] = sig
+            self.log(f"[Watch] Start watching {name}")
+        for name in [n for n in self._watching if n not in wanted]:
+            del self._watching[name]
+            if self._watcher is not None:
+                self._watcher.remove(self._watch_keys[name])
+            self.log(f"[Watch] Stop watching {name}")
+
+    def _files_changed(self, name: str, paths: list[str]) -> None:
+        more = len(paths) - 5
+        # the watcher reports at most MAX_PATHS paths per burst
+        shown = ", ".join(paths[:5]) + (f" and {more}{'+' if len(paths) >= MAX_PATHS else ''} more" if more > 0 else "")
+        reason = f"file changed: {shown}"
+        for p in self._by_name(name):
+            self.log(f"App [{p.label}] {reason} - restarting")
+            self.request_restart(p.pm_id, reason)
+
+    def watch_state(self, name: str) -> str | None:
+        if name not in self._watching or self._watcher is None:
+            return None
+        return self._watcher.mode(self._watch_keys[name]) or "starting"
+
+    async def dispatch(self, cmd: str, args: dict) -> Any:
+        try:
+            return await getattr(self, f"cmd_{cmd}")(args)
+        finally:
+            if not self._stopping.is_set():
+                self.sync_schedules()
 
     # ---- commands ----------------------------------------------------------------------
     async def cmd_hello(self, args: dict) -> dict:
@@ -344,7 +435,11 @@ class Daemon:
                                       "from_file": True})
         else:
             procs = self.resolve(args.get("targets") or [])
-            await asyncio.gather(*(p.restart() for p in procs))
+            if args.get("toggle_watch"):
+                await asyncio.gather(*(p.restart(spec=dataclasses.replace(p.spec, watch=not p.spec.watch))
+                                       for p in procs))
+            else:
+                await asyncio.gather(*(p.restart() for p in procs))
         await self._settle(procs)
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 

@@ -70,6 +70,7 @@ class ManagedProcess:
         self.memory = 0
         self.lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
+        self._limit_delay_ms = 0
         self._sink: LogSink | None = None
         self.warnings: list[str] = []
 
@@ -139,6 +140,37 @@ class ManagedProcess:
                 self.restart_time += 1
             self.restart_state = policy.RestartState()
             self.created_at = time.time()
+            self.last_restart_reason = reason
+            self._spawn()
+
+    async def limit_restart(self, reason: str) -> None:
+        """A restart the daemon decided on (memory limit): counted in ↺, and backing off when
+        the app crosses its limit again soon after starting, so it never becomes a tight loop."""
+        self.cancel_timer()
+        async with self.lock:
+            run = self.run
+            if run is None or self.desired != "running":
+                return
+            uptime_ms = (time.monotonic() - run.started_mono) * 1000
+            self.hooks.log(f"App [{self.label}] restarting: {reason}")
+            self._set(Status.STOPPING, reason)
+            failure = await self._terminate(run)
+            self._finish_run(run)
+            if failure:
+                self._set(Status.ERRORED, failure)
+                return
+            # after a long run, restart at once; a limit crossed again soon waits 1 s, then x1.5
+            if uptime_ms < policy.BACKOFF_RESET_MS:
+                self._limit_delay_ms = policy.next_backoff(self._limit_delay_ms, 1000)
+            else:
+                self._limit_delay_ms = 0
+            delay = self._limit_delay_ms
+            if delay:
+                self._set(Status.WAITING_RESTART, reason)
+                self.hooks.log(f"App [{self.label}] will restart in {delay}ms")
+                self._schedule_restart(delay / 1000, reason)
+                return
+            self.restart_time += 1
             self.last_restart_reason = reason
             self._spawn()
 

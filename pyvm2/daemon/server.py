@@ -103,7 +103,7 @@ class Server:
         if not isinstance(cmd, str) or cmd not in protocol.COMMANDS or not isinstance(args, dict):
             return protocol.error(rid, protocol.E_UNKNOWN_COMMAND, f"unknown command {cmd!r}"[:200])
         try:
-            data = await getattr(self.daemon, f"cmd_{cmd}")(args)
+            data = await self.daemon.dispatch(cmd, args)
             return protocol.ok(rid, data)
         except Pyvm2Error as e:
             return protocol.error(rid, protocol.E_FAILED, e.message, e.hint, e.code)

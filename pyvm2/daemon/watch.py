@@ -326,6 +326,7 @@ class _Reg:
     first: float | None = None
     last: float = 0.0
     timer: asyncio.TimerHandle | None = None
+    muted_until: float = 0.0
 
 
 @dataclass(eq=False)
@@ -461,6 +462,20 @@ class Watcher:
             self._worker.submit(self._shutdown)
             self._worker.stop()
 
+    def discard(self, key: int, mute_s: float = 0.0) -> None:
+        """Forget changes seen so far for `key`, and those arriving in the next `mute_s`: what an
+        app writes while it is being restarted (a database checkpoint on exit) must not restart
+        it again."""
+        reg = self._regs.get(key)
+        if reg is None:
+            return
+        if reg.timer is not None:
+            reg.timer.cancel()
+            reg.timer = None
+        reg.pending.clear()
+        reg.first = None
+        reg.muted_until = self._loop.time() + mute_s
+
     def is_watching(self, key: int) -> bool:
         """True once the watch for `key` is in place (scheduling a big tree takes a moment)."""
         return self.mode(key) is not None
@@ -521,6 +536,8 @@ class Watcher:
         if reg.cancelled:
             return
         now = self._loop.time()
+        if now < reg.muted_until:
+            return
         if reg.first is None:
             reg.first = now
         reg.last = now
