@@ -340,10 +340,13 @@ class Daemon:
 
     async def dispatch(self, cmd: str, args: dict) -> Any:
         try:
-            return await getattr(self, f"cmd_{cmd}")(args)
+            result = await getattr(self, f"cmd_{cmd}")(args)
         finally:
             if not self._stopping.is_set():
                 self.sync_schedules()
+        if isinstance(result, dict) and "list" in result:
+            result["list"] = self.snapshot()  # with watching as it now is
+        return result
 
     # ---- commands ----------------------------------------------------------------------
     async def cmd_hello(self, args: dict) -> dict:
