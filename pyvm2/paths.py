@@ -55,6 +55,11 @@ class Home:
         return self.root / "run"
 
     @property
+    def config(self) -> Path:
+        """Global settings (log rotation)."""
+        return self.root / "config.json"
+
+    @property
     def dump(self) -> Path:
         return self.root / "dump.json"
 

@@ -57,6 +57,9 @@ class AppSpec:
     log_date_format: str | None = None  # dayjs format; `time: true` sets "YYYY-MM-DDTHH:mm:ss"
     log_type: str = "raw"
     disable_logs: bool = False
+    log_max_size: int | None = None  # rotate above this many bytes; None = global setting, 0 = never
+    log_retain: int | None = None    # rotated files kept; None = global setting
+    log_compress: bool | None = None  # gzip rotated files; None = global setting
     pid_file: str | None = None
     min_uptime: int = 1000
     max_restarts: int = 16
@@ -101,6 +104,13 @@ class AppSpec:
         return d
 
 
+def parse_log_size(value: Any) -> int:
+    """A rotation limit: a size like "10M", or 0/false to never rotate."""
+    if value is False or value == 0 or (isinstance(value, str) and value.strip() in ("0", "false")):
+        return 0
+    return parse_size(value)
+
+
 # ---- building an AppSpec from pm2 options ------------------------------------------------------
 
 Warn = Callable[[str], None]
@@ -118,6 +128,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "log_file": ("log",),
     "pid_file": ("pid",),
     "disable_logs": (), "log_type": (), "log_date_format": (), "time": (),
+    "log_max_size": (), "log_retain": (), "log_compress": (),
     "env": (), "filter_env": (), "port": (), "append_env_to_name": (),
     "instances": (), "exec_mode": (), "instance_var": (), "increment_var": (),
     "watch": (), "ignore_watch": (), "watch_delay": (),
@@ -585,6 +596,8 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
         ("autostart", parse_bool, "autostart"),
         ("treekill", parse_bool, "treekill"),
         ("disable_logs", parse_bool, "disable_logs"),
+        ("log_max_size", parse_log_size, "log_max_size"),
+        ("log_compress", parse_bool, "log_compress"),
         ("merge_logs", parse_bool, "merge_logs"),
         ("stop_exit_codes", _stop_exit_codes, "stop_exit_codes"),
         ("cron_restart", _cron, "cron_restart"),
@@ -608,6 +621,12 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
                 raise UnitError(f"max_restarts cannot be negative, got {n}",
                                 "0 means: never restart after an unstable exit")
             kw["max_restarts"] = n
+    if "log_retain" in opts:
+        with b.check(*keys("log_retain")):
+            n = _whole(val("log_retain"), "a whole number of rotated files to keep")
+            if n < 0:
+                raise UnitError(f"log_retain cannot be negative, got {n}", "0 keeps no rotated file")
+            kw["log_retain"] = n
     if "log_type" in opts:
         with b.check(*keys("log_type")):
             log_type = _text(val("log_type")).strip().lower()

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pyvm2 import __version__
 from pyvm2.daemon import spawn
 from pyvm2.daemon.cron import CronJob
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
+from pyvm2.daemon.logs import LogFile, Rotation
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
 from pyvm2.daemon.watch import MAX_PATHS, Watcher
@@ -21,7 +24,7 @@ from pyvm2.errors import NotFound, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION
-from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec
+from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
 from pyvm2.status import Status, is_settled
 
 #: After a restart, file changes seen during it and this long after are dropped.
@@ -32,6 +35,15 @@ SAMPLE_INTERVAL_S = 1.0
 SETTLE_DEADLINE_S = 20.0
 #: An instance online this long (or min_uptime, if shorter) counts as started.
 SETTLE_ONLINE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Global settings from $PYVM2_HOME/config.json; each app may override them."""
+
+    log_max_size: int = 10 * 1024 * 1024
+    log_retain: int = 5
+    log_compress: bool = False
 
 
 def _log_path(base: str, pm_id: int, suffix: bool) -> str:
@@ -46,7 +58,6 @@ class Daemon:
         self.procs: dict[int, ManagedProcess] = {}
         self.next_id = 0
         self.started_at = time.time()
-        self._log_fd: int | None = None
         self._stopping = asyncio.Event()
         self._handover = False
         self._watcher: Watcher | None = None
@@ -55,18 +66,47 @@ class Daemon:
         self._crons: dict[int, tuple[str, CronJob]] = {}
         self._sampler = Sampler()
         self.journal = Journal(str(home.state), self._collect_state, self.log)
+        self.settings = Settings()
+        self.load_settings()
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
-                           run_dir=str(home.run), shutting_down=self._stopping.is_set)
+                           run_dir=str(home.run), shutting_down=self._stopping.is_set,
+                           rotation=self.rotation_for, background=self._background)
 
-    # ---- daemon log ------------------------------------------------------------------------
+    # ---- settings and the daemon's own log -------------------------------------------------
+    def load_settings(self) -> None:
+        """Read $PYVM2_HOME/config.json; a bad file is reported and the defaults are kept."""
+        try:
+            with open(self.home.config, "rb") as f:
+                raw = json.load(f)
+            if not isinstance(raw, dict):
+                raise ValueError("expected a JSON object")
+            self.settings = Settings(
+                log_max_size=parse_log_size(raw.get("log_max_size", Settings.log_max_size)),
+                log_retain=int(raw.get("log_retain", Settings.log_retain)),
+                log_compress=bool(raw.get("log_compress", Settings.log_compress)))
+        except FileNotFoundError:
+            self.settings = Settings()
+        except (OSError, ValueError, TypeError) as e:
+            self.settings = Settings()
+            self.log(f"ignoring {self.home.config}: {e}")
+        self._log = LogFile(str(self.home.log), lambda _m: None, self.rotation_for(None))
+
+    def rotation_for(self, spec: AppSpec | None) -> Rotation:
+        g = self.settings
+        if spec is None:
+            return Rotation(g.log_max_size, g.log_retain, g.log_compress)
+        return Rotation(g.log_max_size if spec.log_max_size is None else spec.log_max_size,
+                        g.log_retain if spec.log_retain is None else spec.log_retain,
+                        g.log_compress if spec.log_compress is None else spec.log_compress)
+
+    def _background(self, job: Callable[[], None]) -> None:
+        asyncio.get_running_loop().run_in_executor(None, job)
+
     def log(self, msg: str) -> None:
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}: PYVM2 log: {msg}\n".encode(errors="replace")
-        try:
-            if self._log_fd is None:
-                self._log_fd = os.open(self.home.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            os.write(self._log_fd, line)
-        except OSError:
-            pass
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.write(line)
 
     def _collect_state(self) -> bytes:
         return pack([p.to_state() for p in self.procs.values()], self.next_id)
@@ -168,9 +208,8 @@ class Daemon:
                                for p in self.procs.values()), return_exceptions=True)
 
     def reopen_logs(self) -> None:
-        if self._log_fd is not None:
-            os.close(self._log_fd)
-            self._log_fd = None
+        self._log.close()
+        self.load_settings()
         for p in self.procs.values():
             p.reopen_logs()
         self.log("log files reopened")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import json
 import os
 import re
 import shutil
@@ -228,12 +229,14 @@ class LogFile:
 
 
 class LogSink:
-    """Where one instance's stdout and stderr go."""
+    """Where one instance's stdout and stderr go: raw bytes as they come, or whole lines with a
+    date prefix (log_date_format) or as JSON objects (log_type json)."""
 
     def __init__(self, out_path: str | None, err_path: str | None, combined_path: str | None,
                  date_format: str | None, warn: Callable[[str], None],
                  rotation: Rotation | None = None,
-                 background: Callable[[Callable[[], None]], None] | None = None) -> None:
+                 background: Callable[[Callable[[], None]], None] | None = None,
+                 json_app: tuple[int, str] | None = None) -> None:
         def make(path: str | None) -> LogFile:
             return LogFile(path, warn, rotation, background)
 
@@ -241,6 +244,9 @@ class LogSink:
         self.err = make(err_path) if err_path != out_path else self.out
         self.combined = make(combined_path) if combined_path else None
         self.prefix = _Prefixer(date_format) if date_format else None
+        self.date_format = date_format
+        self.json_app = json_app
+        self.by_line = self.prefix is not None or json_app is not None
         self._partial = {"out": b"", "err": b""}
 
     def files(self) -> list[LogFile]:
@@ -248,28 +254,43 @@ class LogSink:
         return files + ([self.combined] if self.combined else [])
 
     def feed(self, stream: str, data: bytes) -> None:
-        if self.prefix is not None:
-            data = self._prefixed(stream, data)
-            if not data:
-                return
-        target = self.out if stream == "out" else self.err
-        target.write(data)
+        if self.by_line:
+            data = self._format(stream, self._whole_lines(stream, data))
+        self._write(stream, data)
+
+    def _write(self, stream: str, data: bytes) -> None:
+        if not data:
+            return
+        (self.out if stream == "out" else self.err).write(data)
         if self.combined is not None:
             self.combined.write(data)
 
-    def _prefixed(self, stream: str, data: bytes) -> bytes:
+    def _whole_lines(self, stream: str, data: bytes) -> list[bytes]:
         buf = self._partial[stream] + data
         cut = buf.rfind(b"\n")
         if cut < 0:
-            # keep a bounded partial line; a line longer than 64 KiB is written in pieces
+            # a line longer than 64 KiB is written in pieces rather than held forever
             if len(buf) > 65536:
                 self._partial[stream] = b""
-                return self.prefix() + buf + b"\n"  # type: ignore[misc]
+                return [buf]
             self._partial[stream] = buf
-            return b""
+            return []
         self._partial[stream] = buf[cut + 1:]
+        return buf[:cut].split(b"\n")
+
+    def _format(self, stream: str, lines: list[bytes]) -> bytes:
+        if not lines:
+            return b""
+        if self.json_app is not None:
+            pm_id, name = self.json_app
+            now = time.time()
+            stamp = format_dayjs(self.date_format, now) if self.date_format else \
+                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+            return b"".join(json.dumps({
+                "message": line.decode("utf-8", errors="replace") + "\n", "timestamp": stamp,
+                "type": stream, "process_id": pm_id, "app_name": name,
+            }, ensure_ascii=False).encode() + b"\n" for line in lines)
         p = self.prefix()  # type: ignore[misc]
-        lines = buf[:cut].split(b"\n")
         return p + (b"\n" + p).join(lines) + b"\n"
 
     def flush_partial(self, stream: str) -> None:
@@ -277,11 +298,7 @@ class LogSink:
         rest = self._partial.get(stream)
         if rest:
             self._partial[stream] = b""
-            target = self.out if stream == "out" else self.err
-            line = (self.prefix() if self.prefix else b"") + rest + b"\n"
-            target.write(line)
-            if self.combined is not None:
-                self.combined.write(line)
+            self._write(stream, self._format(stream, [rest]))
 
     def reopen(self) -> None:
         for f in self.files():

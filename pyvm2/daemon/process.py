@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyvm2.daemon import policy, spawn, tree
-from pyvm2.daemon.logs import LogSink
+from pyvm2.daemon.logs import LogSink, Rotation
 from pyvm2.errors import SpawnError
 from pyvm2.spec import AppSpec
 from pyvm2.status import Status, check_transition
@@ -33,6 +33,8 @@ class Hooks:
     home: str
     run_dir: str
     shutting_down: Callable[[], bool]
+    rotation: Callable[[AppSpec], Rotation]
+    background: Callable[[Callable[[], None]], None]
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,10 @@ class ManagedProcess:
     def sink(self) -> LogSink:
         if self._sink is None:
             self._sink = LogSink(self.paths.out, self.paths.err, self.paths.combined,
-                                 self.spec.log_date_format, self._log_warning)
+                                 self.spec.log_date_format, self._log_warning,
+                                 rotation=self.hooks.rotation(self.spec),
+                                 background=self.hooks.background,
+                                 json_app=(self.pm_id, self.name) if self.spec.log_type == "json" else None)
         return self._sink
 
     def _log_warning(self, msg: str) -> None:
