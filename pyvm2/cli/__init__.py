@@ -56,9 +56,15 @@ def main(argv: list[str] | None = None) -> None:
         argv = argv[:cut]
     if argv[:1] == ["log"]:
         argv[0] = "logs"
-    from pyvm2.cli.commands import app
-
     try:
+        if len(argv) == 1 and SCRIPT_ARGS is None:
+            from pyvm2.cli.quick import FAST
+
+            if argv[0] in FAST:
+                FAST[argv[0]]()
+                return
+        from pyvm2.cli.commands import app
+
         app(args=argv, prog_name="pyvm2", standalone_mode=True)
     except Pyvm2Error as e:
         fail(e)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from typing import Annotated, Any
 
 import typer
 
 from pyvm2 import cli
+from pyvm2.cli import quick
+from pyvm2.cli.quick import _client, _width, print_table
 from pyvm2.errors import ConfigError, Pyvm2Error, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -18,34 +19,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="A process manager that speaks pm2's language.")
 
 Targets = Annotated[list[str] | None, typer.Argument(help="names, ids, namespaces, `all`, or an ecosystem file")]
-
-
-def _client():
-    from pyvm2.client import Client
-
-    return Client().connect()
-
-
-def _width() -> int:
-    if sys.stdout.isatty():
-        return shutil.get_terminal_size((120, 24)).columns
-    try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        return 300  # pm2 prints the full table through a pipe
-
-
-def print_table(procs: list[dict]) -> None:
-    from pyvm2.cli.render import render_list
-
-    print(render_list(procs, width=_width(), color=cli.use_color()))
-    hints = []
-    for p in procs:
-        env = p.get("pm2_env", {})
-        if env.get("status") in ("errored", "waiting restart") and env.get("status_reason"):
-            hints.append(f"{p.get('name')} ({p.get('pm_id')}): {env['status']}: {env['status_reason']}")
-    for h in hints:
-        cli.warn(h)
 
 
 def _base_env() -> dict[str, str]:
@@ -289,7 +262,7 @@ def reset(targets: Targets = None) -> None:
 
 
 def _list() -> None:
-    print_table(_client().call("list"))
+    quick.list_apps()
 
 
 app.command("list", help="List apps (aliases: ls, status, l, ps).")(_list)
@@ -299,10 +272,7 @@ for _alias in ("ls", "status", "l", "ps"):
 
 @app.command(help="The process list as JSON (pm2's shape).")
 def jlist() -> None:
-    import json
-
-    sys.stdout.write(json.dumps(_client().call("list"), ensure_ascii=False))
-    sys.stdout.flush()
+    quick.jlist()
 
 
 @app.command(help="Everything about one app.")
@@ -345,8 +315,7 @@ def flush(target: Annotated[str | None, typer.Argument()] = None) -> None:
 
 @app.command(help="Check that the daemon answers (starting it if needed).")
 def ping() -> None:
-    res = _client().call("ping")
-    print(f"{{ msg: '{res['msg']}' }}")
+    quick.ping()
 
 
 @app.command(help="Stop every app, then the daemon.")

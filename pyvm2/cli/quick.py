@@ -1,0 +1,61 @@
+"""The commands typed a thousand times a day (list, jlist, ping), without typer's import cost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from pyvm2 import cli
+
+#: argv (exactly) -> function: `pyvm2 list` and friends take this path, skipping typer.
+FAST = {}
+
+
+def _client():
+    from pyvm2.client import Client
+
+    return Client().connect()
+
+
+def _width() -> int:
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((120, 24)).columns
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        return 300  # pm2 prints the full table through a pipe
+
+
+def print_table(procs: list[dict]) -> None:
+    from pyvm2.cli.render import render_list
+
+    print(render_list(procs, width=_width(), color=cli.use_color()))
+    hints = []
+    for p in procs:
+        env = p.get("pm2_env", {})
+        if env.get("status") in ("errored", "waiting restart") and env.get("status_reason"):
+            hints.append(f"{p.get('name')} ({p.get('pm_id')}): {env['status']}: {env['status_reason']}")
+    for h in hints:
+        cli.warn(h)
+
+
+
+def list_apps() -> None:
+    print_table(_client().call("list"))
+
+
+def jlist() -> None:
+    import json
+
+    sys.stdout.write(json.dumps(_client().call("list"), ensure_ascii=False))
+    sys.stdout.flush()
+
+
+def ping() -> None:
+    res = _client().call("ping")
+    print(f"{{ msg: '{res['msg']}' }}")
+
+
+FAST.update({"list": list_apps, "ls": list_apps, "status": list_apps, "l": list_apps,
+             "ps": list_apps, "jlist": jlist, "ping": ping})
