@@ -10,22 +10,24 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__
 from pyvm2.daemon import spawn
-from pyvm2.daemon.cron import CronJob
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.logs import LogFile, Rotation
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
-from pyvm2.daemon.watch import MAX_PATHS, Watcher
 from pyvm2.errors import NotFound, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
 from pyvm2.status import Status, is_settled
+
+if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches or has a cron
+    from pyvm2.daemon.cron import CronJob
+    from pyvm2.daemon.watch import Watcher
 
 #: After a restart, file changes seen during it and this long after are dropped.
 WATCH_MUTE_S = 0.25
@@ -333,6 +335,8 @@ class Daemon:
                 del self._crons[pm_id]
                 have = None
             if want and not have:
+                from pyvm2.daemon.cron import CronJob
+
                 job = CronJob(loop, want, lambda pm_id=pm_id, pattern=want: self.request_restart(pm_id, f"cron_restart {pattern}"))
                 job.start()
                 self._crons[pm_id] = (want, job)
@@ -350,6 +354,8 @@ class Daemon:
             if self._watching.get(name) == sig:
                 continue
             if self._watcher is None:
+                from pyvm2.daemon.watch import Watcher
+
                 self._watcher = Watcher(loop, self.log)
             key = self._watch_keys.setdefault(name, len(self._watch_keys))
             self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch),
@@ -364,6 +370,8 @@ class Daemon:
             self.log(f"[Watch] Stop watching {name}")
 
     def _files_changed(self, name: str, paths: list[str]) -> None:
+        from pyvm2.daemon.watch import MAX_PATHS
+
         more = len(paths) - 5
         # the watcher reports at most MAX_PATHS paths per burst
         shown = ", ".join(paths[:5]) + (f" and {more}{'+' if len(paths) >= MAX_PATHS else ''} more" if more > 0 else "")
