@@ -81,6 +81,8 @@ class Server:
                 await writer.drain()
         except (asyncio.TimeoutError, ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:
+            pass  # the daemon is exiting with this client still connected
         except Exception as e:  # the daemon outlives any client
             self.daemon.log(f"connection handler failed: {e!r}")
         finally:
