@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from pyvm2 import __version__, protocol
-from pyvm2.errors import DaemonError, Pyvm2Error
+from pyvm2.errors import DaemonError, NotFound, Pyvm2Error
 from pyvm2.paths import Home
 
 #: How long a CLI waits for a daemon it started to accept connections.
@@ -121,8 +121,9 @@ class Client:
         if reply.get("ok"):
             return reply.get("data")
         err = reply.get("error") or {}
-        raise Pyvm2Error(err.get("message") or "the daemon reported an error", err.get("hint"),
-                         code=int(err.get("exit_code") or 1))
+        cls = NotFound if err.get("code") == protocol.E_NOT_FOUND else Pyvm2Error
+        raise cls(err.get("message") or "the daemon reported an error", err.get("hint"),
+                  code=int(err.get("exit_code") or 1))
 
 
 def _tail(path: os.PathLike | str, n: int = 10) -> str:

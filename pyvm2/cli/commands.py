@@ -12,7 +12,7 @@ import typer
 from pyvm2 import cli
 from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
-from pyvm2.errors import ConfigError, Pyvm2Error, UsageError
+from pyvm2.errors import ConfigError, NotFound, Pyvm2Error, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -174,7 +174,11 @@ def start(
                                     "from_file": False}, timeout=None)
     else:
         client = _client()
-        res = client.call("start", {"targets": targets}, timeout=None)
+        try:
+            res = client.call("start", {"targets": targets}, timeout=None)
+        except NotFound:
+            raise NotFound(f"{first}: no such file, and no app of that name",
+                           "give a script path (./worker.py), an ecosystem file, or a name from pyvm2 list") from None
     _report(res["actions"])
     print_table(res["list"])
     _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})

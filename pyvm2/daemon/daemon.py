@@ -500,9 +500,9 @@ class Daemon:
 
     async def _delete(self, p: ManagedProcess) -> None:
         await p.stop("deleted")
-        if p.status == Status.STOPPED or p.status == Status.ERRORED and p.run is None:
+        if p.run is None:
             self.procs.pop(p.pm_id, None)
-            p.replace_spec(p.spec)
+            p.close_logs()
 
     async def cmd_delete(self, args: dict) -> dict:
         procs = self.resolve(args.get("targets") or [])

@@ -181,6 +181,10 @@ class ManagedProcess:
 
     def replace_spec(self, spec: AppSpec) -> None:
         self.spec = spec
+        self.close_logs()
+
+    def close_logs(self) -> None:
+        """Log files are opened again, with the current spec's settings, on the next output."""
         if self._sink is not None:
             self._sink.close()
             self._sink = None

@@ -12,7 +12,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from pyvm2 import protocol
-from pyvm2.errors import Pyvm2Error
+from pyvm2.errors import NotFound, Pyvm2Error
 
 if TYPE_CHECKING:
     from pyvm2.daemon.daemon import Daemon
@@ -108,7 +108,8 @@ class Server:
             data = await self.daemon.dispatch(cmd, args)
             return protocol.ok(rid, data)
         except Pyvm2Error as e:
-            return protocol.error(rid, protocol.E_FAILED, e.message, e.hint, e.code)
+            code = protocol.E_NOT_FOUND if isinstance(e, NotFound) else protocol.E_FAILED
+            return protocol.error(rid, code, e.message, e.hint, e.code)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             return protocol.error(rid, protocol.E_BAD_REQUEST, f"bad arguments for {cmd}: {e}"[:500])
         except RecursionError:
