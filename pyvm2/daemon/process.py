@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import signal
 import time
@@ -164,12 +165,13 @@ class ManagedProcess:
             if failure:
                 self._set(Status.ERRORED, failure)
                 return
-            # after a long run, restart at once; a limit crossed again soon waits 1 s, then x1.5
+            # the first restart is immediate; a limit crossed again soon after starting waits
+            # 1 s, then x1.5; a run of 30 s forgives
             if uptime_ms < policy.BACKOFF_RESET_MS:
+                delay = self._limit_delay_ms
                 self._limit_delay_ms = policy.next_backoff(self._limit_delay_ms, 1000)
             else:
-                self._limit_delay_ms = 0
-            delay = self._limit_delay_ms
+                delay = self._limit_delay_ms = 0
             if delay:
                 self._set(Status.WAITING_RESTART, reason)
                 self.hooks.log(f"App [{self.label}] will restart in {delay}ms")
@@ -271,13 +273,16 @@ class ManagedProcess:
         self.run = run
         self.exit_code = None
         sink = self.sink()
-        if run.out_fd is not None:
-            spawn.pipe_reader(run.out_fd, loop, lambda d: sink.feed("out", d),
-                              lambda: sink.flush_partial("out"))
-        if run.err_fd is not None:
-            spawn.pipe_reader(run.err_fd, loop, lambda d: sink.feed("err", d),
-                              lambda: sink.flush_partial("err"))
+        for stream, fd in (("out", run.out_fd), ("err", run.err_fd)):
+            if fd is not None:
+                spawn.pipe_reader(fd, loop, functools.partial(sink.feed, stream),
+                                  functools.partial(self._pipe_closed, sink, stream))
         loop.create_task(self._supervise(run))
+
+    def _pipe_closed(self, sink: LogSink, stream: str) -> None:
+        sink.flush_partial(stream)
+        if sink is not self._sink:
+            sink.close()  # replaced while this run was still writing
 
     def adopt(self, run: spawn.Run) -> None:
         """Take over a run found alive after a daemon restart."""

@@ -108,6 +108,7 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
     spares: tuple[int, ...] = ()
     try:
         if capture:
+            os.makedirs(run_dir, mode=0o700, exist_ok=True)
             _, out_r, child_out, spare_out = _fifo_pair(run_dir, token, "out")
             fds += [out_r, child_out, spare_out]
             _, err_r, child_err, spare_err = _fifo_pair(run_dir, token, "err")
