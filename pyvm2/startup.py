@@ -11,6 +11,19 @@ from pyvm2.errors import UsageError
 from pyvm2.paths import Home
 
 
+def _escape(text: str) -> str:
+    """systemd expands %-specifiers in unit values; a literal % is written %%."""
+    return text.replace("%", "%%")
+
+
+def quote(word: str) -> str:
+    """One word for an Exec*= or Environment= line: quoted when it holds spaces or quotes."""
+    word = _escape(word)
+    if word and not any(c in word for c in ' \t"\'\\;'):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @dataclass(frozen=True)
 class Unit:
     name: str
@@ -44,7 +57,7 @@ class Unit:
 
     @property
     def command(self) -> str:
-        return f"{self.python} -m pyvm2"
+        return f"{quote(self.python)} -m pyvm2"
 
     def text(self) -> str:
         user = f"User={self.user}\n" if self.system else ""
@@ -57,10 +70,10 @@ class Unit:
             "[Service]\n"
             "Type=forking\n"
             f"{user}"
-            f"Environment=HOME={self.home}\n"
-            f"Environment=PYVM2_HOME={self.pyvm2_home}\n"
-            f"Environment=PATH={self.path_env}\n"
-            f"PIDFile={self.pyvm2_home}/pyvm2.pid\n"
+            f"Environment={quote('HOME=' + self.home)}\n"
+            f"Environment={quote('PYVM2_HOME=' + self.pyvm2_home)}\n"
+            f"Environment={quote('PATH=' + self.path_env)}\n"
+            f"PIDFile={_escape(self.pyvm2_home)}/pyvm2.pid\n"
             f"ExecStart={self.command} resurrect --if-saved\n"
             f"ExecReload={self.command} reloadLogs\n"
             f"ExecStop={self.command} kill\n"

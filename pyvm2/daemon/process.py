@@ -46,6 +46,12 @@ class LogPaths:
     pid: str
 
 
+def _leader(run: spawn.Run) -> int | None:
+    """The run's pid, usable as a process and group id only until we reap it: after that the
+    kernel may give it to someone else, and the run is found by its token alone."""
+    return run.pid if run.alive else None
+
+
 def _ms(t: float | None) -> int | None:
     return None if t is None else int(t * 1000)
 
@@ -362,19 +368,19 @@ class ManagedProcess:
     async def _terminate(self, run: spawn.Run) -> str | None:
         """Stop every process of this run; return a reason if something could not be killed."""
         sig = getattr(signal, self.spec.kill_signal, signal.SIGINT)
-        procs = await asyncio.to_thread(tree.members, run.pid, run.token)
+        procs = await asyncio.to_thread(tree.members, _leader(run), run.token)
         if procs or run.alive:
             if self.spec.treekill:
-                tree.signal_all(procs, sig, group=run.pid)
+                tree.signal_all(procs, sig, group=_leader(run))
             elif run.alive:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(run.pid, sig)
         if await self._wait_gone(run, procs, self.spec.kill_timeout / 1000, sig):
             return None
-        survivors = await asyncio.to_thread(tree.members, run.pid, run.token, procs)
+        survivors = await asyncio.to_thread(tree.members, _leader(run), run.token, procs)
         self.hooks.log(f"App [{self.label}] still alive after {self.spec.kill_timeout}ms, "
                        f"sending SIGKILL to {len(survivors)} process(es)")
-        tree.signal_all(survivors, signal.SIGKILL, group=run.pid)
+        tree.signal_all(survivors, signal.SIGKILL, group=_leader(run))
         if await self._wait_gone(run, survivors, KILL_GRACE_S, signal.SIGKILL):
             return None
         left = tree.still_alive(survivors)
@@ -390,7 +396,7 @@ class ManagedProcess:
                 if rescanned:
                     return True
                 # something may have been forked while we waited
-                procs = await asyncio.to_thread(tree.members, run.pid, run.token, procs)
+                procs = await asyncio.to_thread(tree.members, _leader(run), run.token, procs)
                 rescanned = True
                 if not procs:
                     return True

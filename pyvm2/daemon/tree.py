@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import psutil
 
@@ -15,9 +18,36 @@ from pyvm2.daemon.spawn import TOKEN_VAR
 _PROC = "/proc"
 
 
-def _token_pids_linux(tokens: set[str]) -> dict[str, set[int]]:
-    found: dict[str, set[int]] = {t: set() for t in tokens}
-    needles = {f"{TOKEN_VAR}={t}\0".encode(): t for t in tokens}
+@dataclass(frozen=True)
+class Scan:
+    """One pass over every process: who carries which run token, who is in which group."""
+
+    started: float
+    by_token: dict[str, frozenset[int]]
+    by_group: dict[int, frozenset[int]]
+    by_parent: dict[int, frozenset[int]]
+
+    def descendants(self, pid: int) -> set[int]:
+        out: set[int] = set()
+        stack = [pid]
+        while stack:
+            for child in self.by_parent.get(stack.pop(), ()):
+                if child not in out:
+                    out.add(child)
+                    stack.append(child)
+        return out
+
+
+_scan_lock = threading.Lock()
+_last_scan: Scan | None = None
+
+
+def _scan_linux() -> Scan:
+    started = time.monotonic()
+    by_token: dict[str, set[int]] = {}
+    by_group: dict[int, set[int]] = {}
+    by_parent: dict[int, set[int]] = {}
+    needle = f"{TOKEN_VAR}=".encode()
     me = os.getpid()
     for entry in os.listdir(_PROC):
         if not entry.isdigit():
@@ -26,39 +56,58 @@ def _token_pids_linux(tokens: set[str]) -> dict[str, set[int]]:
         if pid == me:
             continue
         try:
+            with open(f"{_PROC}/{entry}/stat", "rb") as f:
+                stat = f.read()
+            # fields after the command name (which may contain spaces and parentheses)
+            rest = stat[stat.rindex(b")") + 2:].split()
+            by_parent.setdefault(int(rest[1]), set()).add(pid)
+            by_group.setdefault(int(rest[2]), set()).add(pid)
             with open(f"{_PROC}/{entry}/environ", "rb") as f:
                 env = f.read()
-        except OSError:
+        except (OSError, ValueError, IndexError):
             continue
-        if TOKEN_VAR.encode() not in env:
+        at = env.find(needle)
+        if at < 0:
             continue
-        env += b"\0"
-        for needle, token in needles.items():
-            if needle in env:
-                found[token].add(pid)
-    return found
+        end = env.find(b"\0", at)
+        token = env[at + len(needle): end if end >= 0 else None].decode(errors="replace")
+        by_token.setdefault(token, set()).add(pid)
+    return Scan(started, {k: frozenset(v) for k, v in by_token.items()},
+                {k: frozenset(v) for k, v in by_group.items()},
+                {k: frozenset(v) for k, v in by_parent.items()})
 
 
-def _token_pids_psutil(tokens: set[str]) -> dict[str, set[int]]:
-    found: dict[str, set[int]] = {t: set() for t in tokens}
-    for p in psutil.process_iter():
+def _scan_psutil() -> Scan:
+    started = time.monotonic()
+    by_token: dict[str, set[int]] = {}
+    by_parent: dict[int, set[int]] = {}
+    for p in psutil.process_iter(["ppid"]):
+        by_parent.setdefault(p.info["ppid"] or 0, set()).add(p.pid)
         try:
             tok = p.environ().get(TOKEN_VAR)
         except (psutil.Error, OSError):
             continue
-        if tok in found:
-            found[tok].add(p.pid)
-    return found
+        if tok:
+            by_token.setdefault(tok, set()).add(p.pid)
+    return Scan(started, {k: frozenset(v) for k, v in by_token.items()}, {},
+                {k: frozenset(v) for k, v in by_parent.items()})
+
+
+def scan(not_before: float) -> Scan:
+    """A scan that started at or after `not_before` (time.monotonic()). Many stops at once share
+    one pass over /proc instead of each making its own (blocking: call in a thread)."""
+    global _last_scan
+    with _scan_lock:
+        if _last_scan is None or _last_scan.started < not_before:
+            linux = sys.platform.startswith("linux") and os.path.isdir(_PROC)
+            _last_scan = _scan_linux() if linux else _scan_psutil()
+        return _last_scan
 
 
 def token_pids(tokens: Iterable[str]) -> dict[str, set[int]]:
     """pids whose environment carries one of the run tokens (blocking: call in a thread)."""
-    tokens = set(tokens)
-    if not tokens:
-        return {}
-    if sys.platform.startswith("linux") and os.path.isdir(_PROC):
-        return _token_pids_linux(tokens)
-    return _token_pids_psutil(tokens)
+    found = scan(time.monotonic())
+    return {t: set(found.by_token.get(t, ())) for t in tokens}
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -73,60 +122,31 @@ def members(root_pid: int | None, token: str,
     """Live processes belonging to one run: the group led by root_pid, its descendants, anything
     carrying the token, and previously known members still alive (blocking). root_pid None means
     the run's leader is long gone and its pid may name someone else now: match by token only."""
+    asked = time.monotonic()
     out: dict[int, psutil.Process] = {}
 
     def add(p: psutil.Process) -> None:
         if p.pid not in out and _alive(p):
             out[p.pid] = p
 
-    for p in known:
-        add(p)
-    if root_pid is not None:
-        try:
-            root = psutil.Process(root_pid)
-            add(root)
-            for c in root.children(recursive=True):
-                add(c)
-        except psutil.Error:
-            pass
-    for pid in token_pids([token]).get(token, ()):
-        try:
-            p = psutil.Process(pid)
-        except psutil.Error:
-            continue
-        add(p)
-        try:
-            for c in p.children(recursive=True):
-                add(c)
-        except psutil.Error:
-            pass
-    # group members that dropped the token from their environment
-    for pid in _group_pids(root_pid) if root_pid is not None else ():
+    def add_pid(pid: int) -> None:
         try:
             add(psutil.Process(pid))
         except psutil.Error:
             pass
+
+    for p in known:
+        add(p)
+    found = scan(asked)
+    roots = set(found.by_token.get(token, ()))
+    if root_pid is not None:
+        roots.add(root_pid)
+        # group members that dropped the token from their environment
+        roots.update(found.by_group.get(root_pid, ()))
+    for pid in roots | {d for r in roots for d in found.descendants(r)}:
+        add_pid(pid)
     out.pop(os.getpid(), None)
     return list(out.values())
-
-
-def _group_pids(pgid: int) -> list[int]:
-    if not (sys.platform.startswith("linux") and os.path.isdir(_PROC)):
-        return []
-    pids = []
-    for entry in os.listdir(_PROC):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{_PROC}/{entry}/stat", "rb") as f:
-                stat = f.read()
-            # fields after the command name (which may contain spaces and parentheses)
-            rest = stat[stat.rindex(b")") + 2:].split()
-            if int(rest[2]) == pgid:
-                pids.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
 
 
 def signal_all(procs: Iterable[psutil.Process], sig: int, group: int | None = None) -> None:
