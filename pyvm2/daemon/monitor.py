@@ -26,13 +26,19 @@ class Sampler:
 
     def __init__(self) -> None:
         self._prev: dict[int, tuple[float, float]] = {}   # root pid -> (cpu seconds, monotonic)
+        self._ticks = 0
 
     def sample(self, roots: Mapping[int, int]) -> dict[int, Sample]:
         """roots: key -> root pid. Returns key -> Sample for roots that exist."""
         if not roots:
             self._prev.clear()
             return {}
-        table = _table_linux() if sys.platform.startswith("linux") else _table_psutil()
+        self._ticks += 1
+        if sys.platform.startswith("linux"):
+            table = (_trees_linux(roots.values(), all_threads=self._ticks % 10 == 1)
+                     if _HAS_CHILDREN else _table_linux())
+        else:
+            table = _table_psutil()
         children: dict[int, list[int]] = {}
         for pid, (ppid, _, _) in table.items():
             children.setdefault(ppid, []).append(pid)
@@ -63,6 +69,57 @@ class Sampler:
             out[key] = Sample(round(pct, 1), rss, n)
         self._prev = prev_next
         return out
+
+
+_HAS_CHILDREN = os.path.exists(f"{_PROC}/self/task/{os.getpid()}/children")
+
+
+def _read(path: str) -> bytes:
+    # os.open/os.read: half the cost of open() for these tiny files, which add up every second
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def _stat(pid: int) -> tuple[int, float, int] | None:
+    """(ppid, cpu seconds, rss bytes) of one live process, None if gone or a zombie."""
+    try:
+        stat = _read(f"{_PROC}/{pid}/stat")
+        rest = stat[stat.rindex(b")") + 2:].split()
+        # rest[0] is field 3 (state); utime/stime are fields 14/15, rss field 24
+        if rest[0] == b"Z":
+            return None
+        return int(rest[1]), (int(rest[11]) + int(rest[12])) / _CLK, int(rest[21]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _trees_linux(roots, all_threads: bool = True) -> dict[int, tuple[int, float, int]]:
+    """Only the apps' own trees, found through the kernel's children lists: the cost follows
+    the number of app processes, not of every process on the machine. Children forked by a
+    thread other than the main one are seen when `all_threads` is set."""
+    table: dict[int, tuple[int, float, int]] = {}
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            continue
+        st = _stat(pid)
+        if st is None:
+            continue
+        table[pid] = st
+        try:
+            tids = os.listdir(f"{_PROC}/{pid}/task") if all_threads else [pid]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                stack.extend(int(c) for c in _read(f"{_PROC}/{pid}/task/{tid}/children").split())
+            except (OSError, ValueError):
+                continue
+    return table
 
 
 def _table_linux() -> dict[int, tuple[int, float, int]]:
