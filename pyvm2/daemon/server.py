@@ -94,7 +94,9 @@ class Server:
     async def _reply(self, line: bytes) -> bytes:
         try:
             req = protocol.decode(line)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            return protocol.error(None, protocol.E_BAD_REQUEST, "request nested too deeply")
+        except ValueError:
             return protocol.error(None, protocol.E_BAD_REQUEST, "request is not valid JSON")
         if not isinstance(req, dict):
             return protocol.error(None, protocol.E_BAD_REQUEST, "request must be a JSON object")
@@ -112,8 +114,6 @@ class Server:
             return protocol.error(rid, code, e.message, e.hint, e.code)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             return protocol.error(rid, protocol.E_BAD_REQUEST, f"bad arguments for {cmd}: {e}"[:500])
-        except RecursionError:
-            return protocol.error(rid, protocol.E_BAD_REQUEST, "request nested too deeply")
         except Exception as e:
             self.daemon.log(f"command {cmd} failed: {traceback.format_exc()}")
             return protocol.error(rid, protocol.E_INTERNAL, f"internal error in {cmd}: {e!r}"[:500],

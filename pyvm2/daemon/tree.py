@@ -150,7 +150,8 @@ def members(root_pid: int | None, token: str,
 
 
 def signal_all(procs: Iterable[psutil.Process], sig: int, group: int | None = None) -> None:
-    """Send sig to the group (if given) and to each process still alive as the same process."""
+    """Send sig once to every process: to the group (if given) in one call, then to each member
+    outside it still alive as the same process. Twice would read as a forced "double Ctrl-C"."""
     if group is not None:
         try:
             os.killpg(group, sig)
@@ -158,9 +159,11 @@ def signal_all(procs: Iterable[psutil.Process], sig: int, group: int | None = No
             pass
     for p in procs:
         try:
+            if group is not None and os.getpgid(p.pid) == group:
+                continue
             if p.is_running():
                 p.send_signal(sig)
-        except psutil.Error:
+        except (psutil.Error, ProcessLookupError):
             pass
 
 
