@@ -165,11 +165,7 @@ class ManagedProcess:
                 return
             uptime_ms = (time.monotonic() - run.started_mono) * 1000
             self.hooks.log(f"App [{self.label}] restarting: {reason}")
-            self._set(Status.STOPPING, reason)
-            failure = await self._terminate(run)
-            self._finish_run(run)
-            if failure:
-                self._set(Status.ERRORED, failure)
+            if not await self._end_run(run, reason):
                 return
             # the first restart is immediate; a limit crossed again soon after starting waits
             # 1 s, then x1.5; a run of 30 s forgives
@@ -228,14 +224,19 @@ class ManagedProcess:
                     self._set(Status.STOPPED, reason)
             return
         self.hooks.log(f"Stopping app:{self.name} id:{self.pm_id}")
+        if await self._end_run(run, reason):
+            self._set(Status.STOPPED, reason)
+
+    async def _end_run(self, run: spawn.Run, reason: str) -> bool:
+        """Stopping until every process of the run is gone; errored (False) if one survived."""
         self._set(Status.STOPPING, reason)
         failure = await self._terminate(run)
         self._finish_run(run)
         if failure:
             self._set(Status.ERRORED, failure)
             self.hooks.log(f"App [{self.label}] {failure}")
-        else:
-            self._set(Status.STOPPED, reason)
+            return False
+        return True
 
     def _extra_env(self) -> dict[str, str]:
         s = self.spec
@@ -325,11 +326,7 @@ class ManagedProcess:
                 return  # a stop or restart already handled this exit
             self.hooks.log(f"App [{self.label}] {policy.describe_exit(code, sig)}")
             # what the app left behind must go before anything new starts
-            self._set(Status.STOPPING, policy.describe_exit(code, sig))
-            failure = await self._terminate(run)
-            self._finish_run(run)
-            if failure:
-                self._set(Status.ERRORED, failure)
+            if not await self._end_run(run, policy.describe_exit(code, sig)):
                 return
             if self.desired != "running" or self.hooks.shutting_down():
                 self._set(Status.STOPPED, policy.describe_exit(code, sig))
