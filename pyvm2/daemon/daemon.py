@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__
-from pyvm2.daemon import spawn
+from pyvm2.daemon import spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.logs import LogFile, Rotation
 from pyvm2.daemon.monitor import Sampler
@@ -72,7 +72,8 @@ class Daemon:
         self.load_settings()
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
-                           rotation=self.rotation_for, background=self._background)
+                           rotation=self.rotation_for, background=self._background,
+                           scanner=tree.Scanner())
 
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:

@@ -36,6 +36,7 @@ class Hooks:
     shutting_down: Callable[[], bool]
     rotation: Callable[[AppSpec], Rotation]
     background: Callable[[Callable[[], None]], None]
+    scanner: tree.Scanner
 
 
 @dataclass(frozen=True)
@@ -365,7 +366,7 @@ class ManagedProcess:
     async def _terminate(self, run: spawn.Run) -> str | None:
         """Stop every process of this run; return a reason if something could not be killed."""
         sig = getattr(signal, self.spec.kill_signal, signal.SIGINT)
-        procs = await asyncio.to_thread(tree.members, _leader(run), run.token)
+        procs = tree.members(_leader(run), run.token, await self.hooks.scanner.fresh())
         if procs or run.alive:
             if self.spec.treekill:
                 tree.signal_all(procs, sig, group=_leader(run))
@@ -374,7 +375,7 @@ class ManagedProcess:
                     os.kill(run.pid, sig)
         if await self._wait_gone(run, procs, self.spec.kill_timeout / 1000, sig):
             return None
-        survivors = await asyncio.to_thread(tree.members, _leader(run), run.token, procs)
+        survivors = tree.members(_leader(run), run.token, await self.hooks.scanner.fresh(), procs)
         self.hooks.log(f"App [{self.label}] still alive after {self.spec.kill_timeout}ms, "
                        f"sending SIGKILL to {len(survivors)} process(es)")
         tree.signal_all(survivors, signal.SIGKILL, group=_leader(run))
@@ -393,7 +394,7 @@ class ManagedProcess:
                 if rescanned:
                     return True
                 # something may have been forked while we waited
-                procs = await asyncio.to_thread(tree.members, _leader(run), run.token, procs)
+                procs = tree.members(_leader(run), run.token, await self.hooks.scanner.fresh(), procs)
                 rescanned = True
                 if not procs:
                     return True
@@ -407,7 +408,7 @@ class ManagedProcess:
 
     async def sweep_orphans(self, token: str) -> None:
         """Stop what is left of a run whose leader died while no daemon watched it."""
-        procs = await asyncio.to_thread(tree.members, None, token)
+        procs = tree.members(None, token, await self.hooks.scanner.fresh())
         if not procs:
             return
         self.hooks.log(f"App [{self.label}] stopping {len(procs)} orphaned process(es) of its last run")

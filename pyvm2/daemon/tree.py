@@ -3,10 +3,10 @@ run token) and signal them; identity is pid plus create time, so a reused pid is
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,10 +36,6 @@ class Scan:
                     out.add(child)
                     stack.append(child)
         return out
-
-
-_scan_lock = threading.Lock()
-_last_scan: Scan | None = None
 
 
 def _scan_linux() -> Scan:
@@ -93,21 +89,39 @@ def _scan_psutil() -> Scan:
                 {k: frozenset(v) for k, v in by_parent.items()})
 
 
-def scan(not_before: float) -> Scan:
-    """A scan that started at or after `not_before` (time.monotonic()). Many stops at once share
-    one pass over /proc instead of each making its own (blocking: call in a thread)."""
-    global _last_scan
-    with _scan_lock:
-        if _last_scan is None or _last_scan.started < not_before:
-            linux = sys.platform.startswith("linux") and os.path.isdir(_PROC)
-            _last_scan = _scan_linux() if linux else _scan_psutil()
-        return _last_scan
+def scan_now() -> Scan:
+    """One pass over /proc (blocking: call in a thread)."""
+    linux = sys.platform.startswith("linux") and os.path.isdir(_PROC)
+    return _scan_linux() if linux else _scan_psutil()
 
 
-def token_pids(tokens: Iterable[str]) -> dict[str, set[int]]:
-    """pids whose environment carries one of the run tokens (blocking: call in a thread)."""
-    found = scan(time.monotonic())
-    return {t: set(found.by_token.get(t, ())) for t in tokens}
+class Scanner:
+    """Hands out scans that started after they were asked for, sharing them: every request that
+    arrives while a scan runs is served by the next one, so 500 stops at once cost a few passes
+    over /proc, not 500. Lives on the event loop."""
+
+    def __init__(self) -> None:
+        self._next: asyncio.Future[Scan] | None = None
+        self._running = False
+
+    async def fresh(self) -> Scan:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            if not self._running:
+                asyncio.get_running_loop().create_task(self._run())
+        return await asyncio.shield(self._next)
+
+    async def _run(self) -> None:
+        self._running = True
+        try:
+            while self._next is not None:
+                waiting, self._next = self._next, None
+                try:
+                    waiting.set_result(await asyncio.to_thread(scan_now))
+                except Exception as e:  # a failed scan fails its waiters, not the daemon
+                    waiting.set_exception(e)
+        finally:
+            self._running = False
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -117,34 +131,30 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def members(root_pid: int | None, token: str,
+def members(root_pid: int | None, token: str, found: Scan,
             known: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
-    """Live processes belonging to one run: the group led by root_pid, its descendants, anything
-    carrying the token, and previously known members still alive (blocking). root_pid None means
-    the run's leader is long gone and its pid may name someone else now: match by token only."""
-    asked = time.monotonic()
+    """Live processes belonging to one run, from a scan taken after the caller's last look: the
+    group led by root_pid, its descendants, anything carrying the token, and previously known
+    members still alive. root_pid None means the run's leader is reaped and its pid may name
+    someone else now: match by token only."""
     out: dict[int, psutil.Process] = {}
 
     def add(p: psutil.Process) -> None:
         if p.pid not in out and _alive(p):
             out[p.pid] = p
 
-    def add_pid(pid: int) -> None:
-        try:
-            add(psutil.Process(pid))
-        except psutil.Error:
-            pass
-
     for p in known:
         add(p)
-    found = scan(asked)
     roots = set(found.by_token.get(token, ()))
     if root_pid is not None:
         roots.add(root_pid)
         # group members that dropped the token from their environment
         roots.update(found.by_group.get(root_pid, ()))
     for pid in roots | {d for r in roots for d in found.descendants(r)}:
-        add_pid(pid)
+        try:
+            add(psutil.Process(pid))
+        except psutil.Error:
+            pass
     out.pop(os.getpid(), None)
     return list(out.values())
 
