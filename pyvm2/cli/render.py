@@ -1,4 +1,8 @@
-"""Terminal rendering of pm2-shaped process dicts (list table, describe); the only rich importer."""
+"""Terminal rendering of pm2-shaped process dicts (list table, describe).
+
+The list table is drawn by hand, without rich, because `pyvm2 list` must start fast; describe uses
+rich, imported inside the functions that need it.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,9 @@ import math
 import time
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from io import StringIO
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pyvm2.status import Status
 
@@ -174,6 +176,8 @@ def _monit(proc: Mapping[str, Any], key: str) -> float | None:
 
 
 def _iso_utc(ms: Any) -> str:
+    from datetime import datetime, timezone  # describe only: not worth its import in `list`
+
     value = _number(ms)
     if value is None:
         return NA
@@ -183,6 +187,97 @@ def _iso_utc(ms: Any) -> str:
         return NA
     # JavaScript's toISOString: millisecond precision and a Z suffix.
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{int(value) % 1000:03d}Z"
+
+
+# --- display width -----------------------------------------------------------------------------
+
+# As wcwidth measures them: marks drawn onto the previous character, invisible format characters
+# (zero-width space and joiner, direction marks) and the Hangul vowels and finals that join the
+# syllable before them take no cell, the soft hyphen takes one. Control characters never reach the
+# table unescaped (see _clean), and take none either.
+_ZERO_WIDTH_CATEGORIES = frozenset({"Mn", "Me", "Cf", "Cc"})
+_char_widths: dict[str, int] = {"\u00ad": 1}
+
+
+def _char_width(ch: str) -> int:
+    width = _char_widths.get(ch)
+    if width is None:
+        if unicodedata.category(ch) in _ZERO_WIDTH_CATEGORIES or "\u1160" <= ch <= "\u11ff":
+            width = 0
+        elif unicodedata.east_asian_width(ch) in ("W", "F"):
+            width = 2
+        else:
+            width = 1
+        _char_widths[ch] = width
+    return width
+
+
+def _cell_len(text: str) -> int:
+    """Terminal cells ``text`` takes: wide and full-width characters 2, combining marks 0."""
+    if text.isascii() and text.isprintable():
+        return len(text)
+    return sum(map(_char_width, text))
+
+
+def _cell(text: str, width: int) -> str:
+    """``text`` in exactly ``width`` cells: padded with spaces, or cut and ended with ``…``."""
+    plain = text.isascii() and text.isprintable()
+    used = len(text) if plain else _cell_len(text)
+    if used <= width:
+        return text + " " * (width - used)
+    if width <= 0:
+        return ""
+    room = width - 1
+    if plain:
+        return text[:room] + "…"
+    used = cut = 0
+    for ch in text:
+        size = _char_width(ch)
+        if used + size > room:
+            break
+        used += size
+        cut += 1
+    # A wide character that would straddle the cut leaves a blank cell before the ellipsis.
+    return text[:cut] + " " * (room - used) + "…"
+
+
+# --- ANSI styles -------------------------------------------------------------------------------
+
+_SGR_ATTRIBUTES = {
+    "bold": "1",
+    "dim": "2",
+    "italic": "3",
+    "underline": "4",
+    "blink": "5",
+    "reverse": "7",
+    "strike": "9",
+}
+_SGR_COLOURS = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "white")
+_RESET = "\x1b[0m"
+_sgr_cache: dict[str, str] = {}
+
+
+def _sgr(style: str) -> str:
+    """The escape sequence for a rich-style name (``"bold green"``, ``"bright_black"``)."""
+    sequence = _sgr_cache.get(style)
+    if sequence is None:
+        attributes: list[str] = []
+        colours: list[str] = []
+        base = 30
+        for word in style.split():
+            if word == "on":
+                base = 40
+            elif word in _SGR_ATTRIBUTES:
+                attributes.append(_SGR_ATTRIBUTES[word])
+            else:
+                bright = word.startswith("bright_")
+                colour = word[7:] if bright else word
+                if colour in _SGR_COLOURS:
+                    colours.append(str(base + 60 * bright + _SGR_COLOURS.index(colour)))
+        codes = sorted(attributes) + colours
+        sequence = f"\x1b[{';'.join(codes)}m" if codes else ""
+        _sgr_cache[style] = sequence
+    return sequence
 
 
 # --- list table --------------------------------------------------------------------------------
@@ -235,8 +330,7 @@ def _list_cells(proc: Mapping[str, Any], now_ms: float) -> dict[str, _Cell]:
     }
 
 
-@dataclass(frozen=True)
-class _Layout:
+class _Layout(NamedTuple):
     name: str
     #: (cell key, header, minimum content width: pm2's column width less its two padding cells)
     columns: tuple[tuple[str, str, int], ...]
@@ -288,6 +382,7 @@ _MINI = _Layout(
     name_floor=14,
 )
 _LAYOUTS: tuple[_Layout, ...] = (_FULL, _CONDENSED, _MINI)
+_CELL_KEYS = tuple(dict.fromkeys(key for layout in _LAYOUTS for key, _h, _m in layout.columns))
 
 # pm2's name column is 11 wide when there are no processes.
 _EMPTY_NAME_WIDTH = 9
@@ -300,22 +395,22 @@ def _table_width(content_widths: Sequence[int]) -> int:
     return sum(content_widths) + 3 * len(content_widths) + 1
 
 
-def _fit(
-    layout: _Layout, rows: Sequence[dict[str, _Cell]], width: int, *, last: bool
-) -> dict[str, int] | None:
-    from rich.cells import cell_len
+def _widest(rows: Sequence[dict[str, _Cell]]) -> dict[str, int]:
+    """The widest cell of every column, measured once for all three layouts."""
+    return {key: max((_cell_len(row[key][0]) for row in rows), default=0) for key in _CELL_KEYS}
 
+
+def _fit(
+    layout: _Layout, widest: Mapping[str, int], has_rows: bool, width: int, *, last: bool
+) -> dict[str, int] | None:
     widths: dict[str, int] = {}
     for key, header, minimum in layout.columns:
         if key == "name":
             continue
-        widths[key] = max([minimum, cell_len(header), *(cell_len(row[key][0]) for row in rows)])
+        widths[key] = max(minimum, _cell_len(header), widest[key])
     fixed = _table_width([*widths.values(), 0])
 
-    if rows:
-        name_need = max(cell_len("name"), *(cell_len(row["name"][0]) for row in rows))
-    else:
-        name_need = _EMPTY_NAME_WIDTH
+    name_need = max(_cell_len("name"), widest["name"]) if has_rows else _EMPTY_NAME_WIDTH
     if not last and fixed + min(name_need, layout.name_floor) > width:
         return None
     widths["name"] = max(min(name_need, width - fixed), _MIN_NAME_WIDTH)
@@ -323,11 +418,12 @@ def _fit(
 
 
 def _pick_layout(rows: Sequence[dict[str, _Cell]], width: int) -> tuple[_Layout, dict[str, int]]:
+    widest = _widest(rows)
     for layout in _LAYOUTS[:-1]:
-        widths = _fit(layout, rows, width, last=False)
+        widths = _fit(layout, widest, bool(rows), width, last=False)
         if widths is not None:
             return layout, widths
-    widths = _fit(_LAYOUTS[-1], rows, width, last=True)
+    widths = _fit(_LAYOUTS[-1], widest, bool(rows), width, last=True)
     assert widths is not None
     return _LAYOUTS[-1], widths
 
@@ -345,6 +441,83 @@ def _sort_key(proc: Mapping[str, Any]) -> tuple[str, int, int]:
     pm_id = _number(_pick(proc, "pm_id"))
     name_text = "" if name is _MISSING or name is None else str(name)
     return (name_text, 0 if pm_id is not None else 1, int(pm_id) if pm_id is not None else 0)
+
+
+def _shrink(widths: list[int], width: int) -> list[int]:
+    """Narrow the widest columns a cell at a time until the table fits.
+
+    Only a terminal narrower than the mini layout needs this. Every column keeps at least one cell
+    of content: a terminal too narrow even for that gets a table wider than itself, never one with
+    columns missing.
+    """
+    widths = list(widths)
+    excess = _table_width(widths) - width
+    while excess > 0:
+        widest = max(widths)
+        if widest <= 1:
+            break
+        # the rightmost of the widest columns gives way first
+        index = len(widths) - 1 - widths[::-1].index(widest)
+        widths[index] -= 1
+        excess -= 1
+    return widths
+
+
+def _draw(
+    headers: Sequence[str], rows: Sequence[Sequence[_Cell]], widths: Sequence[int], color: bool
+) -> str:
+    """A box-drawn table: top border, header row, a rule, one line per row, bottom border."""
+
+    def border(left: str, middle: str, right: str) -> str:
+        return left + middle.join("─" * (w + 2) for w in widths) + right
+
+    top, rule, bottom = border("┌", "┬", "┐"), border("├", "┼", "┤"), border("└", "┴", "┘")
+    if color:
+        grey = _sgr(_BORDER_STYLE)
+        top, rule, bottom = (f"{grey}{line}{_RESET}" for line in (top, rule, bottom))
+        bar = f"{grey}│{_RESET}"
+    else:
+        bar = "│"
+    joint = f" {bar} "
+
+    def line(cells: Sequence[_Cell]) -> str:
+        texts = []
+        for (text, style), w in zip(cells, widths, strict=True):
+            padded = _cell(text, w)
+            # The style covers the padded content, so a reversed cell is a solid block.
+            texts.append(f"{_sgr(style)}{padded}{_RESET}" if color and style else padded)
+        return f"{bar} {joint.join(texts)} {bar}"
+
+    lines = [top, line([(h, _HEADER_STYLE) for h in headers]), rule]
+    lines.extend(map(line, rows))
+    lines.append(bottom)
+    return "\n".join(lines)
+
+
+def render_list(
+    procs: Sequence[Mapping[str, Any]],
+    *,
+    width: int,
+    color: bool,
+    now_ms: float | None = None,
+) -> str:
+    """The ``pyvm2 list`` table for jlist-shaped dicts, without a trailing newline.
+
+    Drawn by hand rather than with rich: this is the hot path of ``pyvm2 list``, and rich's import
+    and table layout cost more than everything else the command does.
+    """
+    now = _now(now_ms)
+    ordered = sorted(procs, key=_sort_key)
+    rows = [_list_cells(p, now) for p in ordered]
+
+    layout, by_key = _pick_layout(rows, width)
+    keys = [key for key, _h, _m in layout.columns]
+    widths = _shrink([by_key[key] for key in keys], width)
+    headers = [header for _k, header, _m in layout.columns]
+    return _draw(headers, [[row[key] for key in keys] for row in rows], widths, color)
+
+
+# --- rich, for describe only ------------------------------------------------------------------
 
 
 def _console(width: int, color: bool) -> Console:
@@ -391,30 +564,6 @@ def _new_table(color: bool, *, show_header: bool) -> Table:
         expand=False,
         highlight=False,
     )
-
-
-def render_list(
-    procs: Sequence[Mapping[str, Any]],
-    *,
-    width: int,
-    color: bool,
-    now_ms: float | None = None,
-) -> str:
-    """The ``pyvm2 list`` table for jlist-shaped dicts, without a trailing newline."""
-    from rich.text import Text
-
-    now = _now(now_ms)
-    ordered = sorted(procs, key=_sort_key)
-    rows = [_list_cells(p, now) for p in ordered]
-
-    layout, widths = _pick_layout(rows, width)
-
-    table = _new_table(color, show_header=True)
-    for key, header, _minimum in layout.columns:
-        table.add_column(header, width=widths[key], no_wrap=True, overflow="ellipsis")
-    for row in rows:
-        table.add_row(*(Text(row[key][0], style=row[key][1]) for key, _h, _m in layout.columns))
-    return _render([table], width, color)
 
 
 # --- describe ----------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 _PROC = "/proc"
+#: Children lists are read every this many samples; a process that appears in an app's tree is
+#: counted at the latest that many seconds later, its known members every second.
+WALK_EVERY = 5
 _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -26,17 +29,33 @@ class Sampler:
 
     def __init__(self) -> None:
         self._prev: dict[int, tuple[float, float]] = {}   # root pid -> (cpu seconds, monotonic)
+        self._members: dict[int, set[int]] = {}            # root pid -> pids of its tree
         self._ticks = 0
 
     def sample(self, roots: Mapping[int, int]) -> dict[int, Sample]:
         """roots: key -> root pid. Returns key -> Sample for roots that exist."""
         if not roots:
             self._prev.clear()
+            self._members.clear()
             return {}
         self._ticks += 1
-        if sys.platform.startswith("linux"):
-            table = (_trees_linux(roots.values(), all_threads=self._ticks % 10 == 1)
-                     if _HAS_CHILDREN else _table_linux())
+        if sys.platform.startswith("linux") and _HAS_CHILDREN:
+            # the shape of a tree rarely changes: find children every WALK_EVERY ticks, and in
+            # between read only the processes already known (one small read each)
+            known: set[int] = set()
+            walk = self._ticks % WALK_EVERY == 1
+            for root in roots.values():
+                members = self._members.get(root)
+                if members is None:
+                    walk = True
+                    break
+                known |= members
+            if walk:
+                table = _trees_linux(roots.values(), all_threads=self._ticks % (2 * WALK_EVERY) == 1)
+            else:
+                table = {pid: st for pid in known if (st := _stat(pid)) is not None}
+        elif sys.platform.startswith("linux"):
+            table = _table_linux()
         else:
             table = _table_psutil()
         children: dict[int, list[int]] = {}
@@ -45,6 +64,7 @@ class Sampler:
         now = time.monotonic()
         out: dict[int, Sample] = {}
         prev_next: dict[int, tuple[float, float]] = {}
+        members_next: dict[int, set[int]] = {}
         for key, root in roots.items():
             if root not in table:
                 continue
@@ -66,8 +86,10 @@ class Sampler:
             if before is not None and now > before[1]:
                 pct = max(0.0, (cpu_s - before[0]) / (now - before[1]) * 100)
             prev_next[root] = (cpu_s, now)
+            members_next[root] = seen
             out[key] = Sample(round(pct, 1), rss, n)
         self._prev = prev_next
+        self._members = members_next
         return out
 
 

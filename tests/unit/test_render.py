@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -419,6 +422,185 @@ def test_colours_follow_pm2_when_colour_is_on(monkeypatch: pytest.MonkeyPatch) -
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
     assert all(cell_len(line) <= 200 for line in plain.splitlines())
     assert plain == render_list(procs, width=200, color=False, now_ms=NOW)
+
+
+def test_every_cell_gets_its_style_and_the_padding_stays_inside_it() -> None:
+    procs = [
+        make_proc("fk", 0, "online", watch=True),
+        make_proc("cl", 1, "errored", exec_mode="cluster_mode"),
+        make_proc("odd", 2, "exploded", watch=None),
+    ]
+    out = render_list(procs, width=200, color=True, now_ms=NOW)
+    # a reversed cell is one solid block the width of its column
+    assert "\x1b[1;7mfork   \x1b[0m" in out
+    assert "\x1b[1;34mcluster\x1b[0m" in out
+    assert "\x1b[1;31merrored  \x1b[0m" in out
+    # pm2 paints statuses it does not know red
+    assert "\x1b[1;31mexploded \x1b[0m" in out
+    assert "\x1b[1mdeploy  \x1b[0m" in out
+    assert "\x1b[1;36m0 \x1b[0m" in out
+    assert "\x1b[90m│\x1b[0m" in out
+    # every escape is closed on its own line: colour never leaks into the next line
+    for line in out.splitlines():
+        assert line.endswith("\x1b[0m"), repr(line)
+    # cells without a style get no escape codes
+    row = next(line for line in out.splitlines() if "odd" in line)
+    assert "\x1b[90m│\x1b[0m odd " in row
+    assert " N/A      \x1b[90m│\x1b[0m" in row
+
+
+@pytest.mark.parametrize(
+    ("style", "sgr"),
+    [
+        ("bold green", "\x1b[1;32m"),
+        ("bright_black", "\x1b[90m"),
+        ("bold reverse", "\x1b[1;7m"),
+        ("reverse bold", "\x1b[1;7m"),
+        ("underline yellow on blue", "\x1b[4;33;44m"),
+        ("bright_white on bright_red", "\x1b[97;101m"),
+        ("", ""),
+    ],
+)
+def test_rich_style_names_map_to_sgr_codes(style: str, sgr: str) -> None:
+    assert render_module._sgr(style) == sgr
+
+
+WIDE_PROCS = [
+    make_proc("数据处理器", 0),
+    make_proc("api", 1, watch=True),
+    make_proc("ワーカー", 2, "stopped"),
+    make_proc("cafe\u0301-e\u0301", 3, "waiting restart"),
+    make_proc("ｆｕｌｌ", 4, "launching", exec_mode="cluster_mode"),
+    make_proc("emoji😀x", 5, "errored", username="日本語ユーザー"),
+    make_proc("非常に長いアプリケーションの名前です" * 2, 6),
+    make_proc("x" * 70, 7),
+]
+
+
+def plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+@pytest.mark.parametrize("width", [45, 50, 60, 70, 80, 81, 99, 100, 120, 160, 200, 300])
+@pytest.mark.parametrize("color", [False, True])
+def test_every_line_has_the_same_display_width(width: int, color: bool) -> None:
+    out = render_list(WIDE_PROCS, width=width, color=color, now_ms=NOW)
+    lines = plain(out).splitlines()
+    assert len(lines) == len(WIDE_PROCS) + 4
+    widths = {cell_len(line) for line in lines}
+    assert len(widths) == 1, out
+    assert widths.pop() <= width
+
+
+def test_wide_characters_combining_marks_and_emoji_take_their_real_width() -> None:
+    assert render_module._cell_len("api") == 3
+    assert render_module._cell_len("数据") == 4
+    assert render_module._cell_len("ｆｕｌｌ") == 8
+    assert render_module._cell_len("e\u0301") == 1
+    assert render_module._cell_len("z\u200bw") == 2
+    assert render_module._cell_len("😀") == 2
+    assert render_module._cell_len("soft\u00adhyphen") == 11
+    assert render_module._cell_len("\u1100\u1161\u11a8") == 2  # a Hangul syllable in jamo
+
+
+def test_a_wide_character_cut_in_half_leaves_a_blank_before_the_ellipsis() -> None:
+    assert render_module._cell("数据处理器", 6) == "数据 …"
+    assert render_module._cell("数据处理器", 5) == "数据…"
+    assert render_module._cell("数据处理器", 10) == "数据处理器"
+    assert render_module._cell("cafe\u0301s", 5) == "cafe\u0301s"
+    assert render_module._cell("cafe\u0301s", 4) == "caf…"
+    assert render_module._cell("abc", 5) == "abc  "
+    assert render_module._cell("abcdef", 1) == "…"
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 120, 160, 200, 300])
+def test_the_plain_table_is_drawn_exactly_as_richs_square_box_table(width: int) -> None:
+    # The table used to be rich's; what users see must not change. Rendered here with rich from the
+    # same cells and column widths.
+    from io import StringIO
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [
+        render_module._list_cells(p, NOW)
+        for p in sorted([*WIDE_PROCS, {}, {"name": "bare"}], key=render_module._sort_key)
+    ]
+    layout, widths = render_module._pick_layout(rows, width)
+    table = Table(box=box.SQUARE, padding=(0, 1), expand=False, highlight=False)
+    for key, header, _minimum in layout.columns:
+        table.add_column(header, width=widths[key], no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*(Text(row[key][0]) for key, _h, _m in layout.columns))
+    console = Console(file=StringIO(), width=width, color_system=None, legacy_windows=False)
+    console.print(table)
+    expected = console.file.getvalue().rstrip("\n")  # type: ignore[attr-defined]
+
+    procs = [*WIDE_PROCS, {}, {"name": "bare"}]
+    assert render_list(procs, width=width, color=False, now_ms=NOW) == expected
+
+
+@pytest.mark.parametrize("width", [25, 30, 35, 40])
+def test_a_terminal_narrower_than_the_mini_layout_narrows_the_widest_columns(width: int) -> None:
+    procs = [make_proc("api", 0), make_proc("worker", 1, "waiting restart")]
+    out = render_list(procs, width=width, color=False, now_ms=NOW)
+    lines = out.splitlines()
+    assert {cell_len(line) for line in lines} == {width}
+    # every column keeps at least a cell; the short id column gives way last
+    assert len(header_cells(out)) == len(MINI_HEADERS)
+    assert [line.split("│")[1].strip() for line in lines[3:5]] == ["0", "1"]
+    assert "…" in out
+
+
+def test_a_terminal_too_narrow_for_any_table_still_gets_every_column() -> None:
+    out = render_list([make_proc()], width=5, color=False, now_ms=NOW)
+    lines = out.splitlines()
+    # one cell per column is the floor: wider than the terminal, but never broken
+    assert len({cell_len(line) for line in lines}) == 1
+    assert lines[0] == "┌───┬───┬───┬───┬───┐"
+
+
+def test_listing_does_not_import_rich() -> None:
+    # `pyvm2 list` starts fast because the table is drawn without rich.
+    code = (
+        "import sys\n"
+        "import pyvm2.cli.render as r\n"
+        "procs = [{'name': 'api', 'pm_id': 0, 'pid': 1, 'monit': {'memory': 2048, 'cpu': 1.5},\n"
+        "          'pm2_env': {'status': 'online', 'exec_mode': 'fork_mode', 'watch': True,\n"
+        "                      'pm_uptime': 0, 'restart_time': 0, 'username': 'u'}},\n"
+        "         {'name': '数据', 'pm2_env': {'status': 'errored'}}]\n"
+        "for width in (300, 120, 100, 60, 30):\n"
+        "    for color in (True, False):\n"
+        "        assert r.render_list(procs, width=width, color=color)\n"
+        "    r.choose_layout(procs, width)\n"
+        "assert r.render_list([], width=120, color=True)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.'))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_thousand_rows_render_quickly(capsys: pytest.CaptureFixture[str]) -> None:
+    procs = [
+        make_proc(f"app-{i}", i, ("online", "stopped", "errored")[i % 3], watch=bool(i % 2))
+        for i in range(1000)
+    ]
+    render_list(procs[:10], width=300, color=True, now_ms=NOW)  # warm up
+    timings = []
+    for color in (False, True):
+        started = time.perf_counter()
+        out = render_list(procs, width=300, color=color, now_ms=NOW)
+        timings.append(time.perf_counter() - started)
+        assert len(out.splitlines()) == 1004
+    with capsys.disabled():
+        print(f"\n1000 rows: {timings[0] * 1000:.1f} ms plain, {timings[1] * 1000:.1f} ms colour")
+    # about 20 ms on the development machine; generous so a loaded CI box does not flake
+    assert max(timings) < 0.5
 
 
 # --- describe ------------------------------------------------------------------------------------
