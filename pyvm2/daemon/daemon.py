@@ -62,6 +62,8 @@ class Daemon:
         self.started_at = time.time()
         self._stopping = asyncio.Event()
         self._handover = False
+        self._keep_state = False      # another daemon may own the state file now
+        self.socket_ino = 0
         self._watcher: Watcher | None = None
         self._watching: dict[str, tuple] = {}      # app name -> what its watch was set up with
         self._watch_keys: dict[str, int] = {}
@@ -184,6 +186,7 @@ class Daemon:
         await self.restore()
         server = Server(self)
         await server.start()
+        self.socket_ino = os.stat(self.home.socket).st_ino
         self.log(f"pyvm2 daemon {__version__} started (pid {os.getpid()}, home {self.home.root})")
         sampler = loop.create_task(self._sample_forever())
         await self._stopping.wait()
@@ -195,13 +198,14 @@ class Daemon:
             self._watcher.close()
         if not self._handover:
             await self.stop_all(keep_desired=True)
-        self.journal.flush()
+        if not self._keep_state:
+            self.journal.flush()
         self.log("pyvm2 daemon exited")
-        for p in (self.home.pid,):
-            try:
-                os.unlink(p)
-            except OSError:
-                pass
+        try:
+            if self.home.pid.read_text().strip() == str(os.getpid()):
+                self.home.pid.unlink()
+        except (OSError, ValueError):
+            pass
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -217,9 +221,35 @@ class Daemon:
             p.reopen_logs()
         self.log("log files reopened")
 
+    def _socket_lost(self) -> bool:
+        try:
+            return os.stat(self.home.socket).st_ino != self.socket_ino
+        except FileNotFoundError:
+            return True
+
+    def _leave_if_orphaned(self) -> None:
+        """A daemon whose socket was removed or replaced can no longer be reached. If its home
+        is still there, it leaves the apps running for the next daemon to adopt (touching
+        nothing); if the home was deleted, nothing could adopt them, so it stops them."""
+        if not self._socket_lost():
+            return
+        if self.home.root.is_dir():
+            self.log("the socket was removed or replaced: leaving the apps to the next daemon")
+            self._handover = True
+            self._keep_state = True
+        else:
+            self.log("PYVM2_HOME was removed: stopping every app")
+        self.shutdown()
+
     async def _sample_forever(self) -> None:
+        tick = 0
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
+            tick += 1
+            if tick % 5 == 0:
+                self._leave_if_orphaned()
+                if self._stopping.is_set():
+                    return
             roots = {p.pm_id: p.pid for p in self.procs.values() if p.pid}
             try:
                 samples = await asyncio.to_thread(self._sampler.sample, roots)

@@ -53,7 +53,9 @@ class Server:
         if self._server is not None:
             self._server.close()
         try:
-            os.unlink(self.path)
+            # only our own socket: after a replacement it belongs to another daemon
+            if os.stat(self.path).st_ino == self.daemon.socket_ino:
+                os.unlink(self.path)
         except OSError:
             pass
 

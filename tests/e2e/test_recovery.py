@@ -138,3 +138,28 @@ def test_an_app_that_died_while_no_daemon_ran_is_started_again_once(pv: Pyvm2) -
     assert procs["count"]["pid"] == pids["count"], procs["count"]
     assert procs["off"]["pm2_env"]["status"] == "stopped"
     assert_each_app_once(pv, {"count": pids["count"], "calm": calm["pid"]})
+
+
+@pytest.mark.timeout(90)
+def test_a_daemon_whose_socket_was_removed_leaves_its_apps_to_the_next_daemon(pv: Pyvm2) -> None:
+    pv.ok("start", str(pv.write_eco([pv.app("calm", "show_env.py")])))
+    old = pv.daemon_pid()
+    app_pid = pv.proc("calm")["pid"]
+    (pv.home / "pyvm2.sock").unlink()
+    wait_for(lambda: not alive(old), what="the unreachable daemon to leave", timeout=30)
+    assert alive(app_pid), "the app must keep running for the next daemon"
+    (calm,) = pv.jlist()
+    assert (calm["pid"], calm["pm2_env"]["status"]) == (app_pid, "online")
+    assert pv.daemon_pid() != old
+
+
+@pytest.mark.timeout(90)
+def test_a_daemon_whose_home_was_deleted_stops_its_apps_and_leaves(pv: Pyvm2) -> None:
+    import shutil
+
+    pv.ok("start", str(pv.write_eco([pv.app("calm", "show_env.py")])))
+    old = pv.daemon_pid()
+    app_pid = pv.proc("calm")["pid"]
+    shutil.rmtree(pv.home)
+    wait_for(lambda: not alive(old), what="the daemon of a deleted home to leave", timeout=30)
+    wait_for(lambda: not alive(app_pid), what="its app to be stopped", timeout=30)
