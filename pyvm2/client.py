@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from typing import Any
@@ -64,6 +63,8 @@ class Client:
         return self
 
     def _spawn_daemon(self) -> None:
+        import subprocess
+
         home = self.home
         log = os.open(home.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         env = dict(os.environ, PYVM2_HOME=str(home.root))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9.\-]")
@@ -15,9 +14,22 @@ def sanitize(name: str) -> str:
     return _UNSAFE.sub("-", name)
 
 
-@dataclass(frozen=True)
 class Home:
-    root: Path
+    """A pyvm2 home folder. (A plain class: `pyvm2 jlist` should not pay for dataclasses.)"""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Home) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    def __repr__(self) -> str:
+        return f"Home({str(self.root)!r})"
 
     @classmethod
     def from_env(cls) -> Home:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
 from pyvm2 import cli
@@ -20,6 +19,8 @@ def _client():
 
 def _width() -> int:
     if sys.stdout.isatty():
+        import shutil
+
         return shutil.get_terminal_size((120, 24)).columns
     try:
         return int(os.environ["COLUMNS"])

@@ -367,12 +367,13 @@ class ManagedProcess:
         """Stop every process of this run; return a reason if something could not be killed."""
         sig = getattr(signal, self.spec.kill_signal, signal.SIGINT)
         procs = tree.members(_leader(run), run.token, await self.hooks.scanner.fresh())
-        if procs or run.alive:
-            if self.spec.treekill:
-                tree.signal_all(procs, sig, group=_leader(run))
-            elif run.alive:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(run.pid, sig)
+        if not procs and not run.alive:
+            return None  # it exited and left nothing behind: the common case, one scan
+        if self.spec.treekill:
+            tree.signal_all(procs, sig, group=_leader(run))
+        elif run.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(run.pid, sig)
         if await self._wait_gone(run, procs, self.spec.kill_timeout / 1000, sig):
             return None
         survivors = tree.members(_leader(run), run.token, await self.hooks.scanner.fresh(), procs)

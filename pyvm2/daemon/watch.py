@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["inotify", "polling"]
 
-QUIET_S = 0.1        # a burst ends after this long without events (or watch_delay, if longer)
+QUIET_S = 0.05       # a burst ends after this long without events (or watch_delay, if longer)
 MAX_WAIT_S = 2.0     # ...but a tree written without pause still gets a restart this long after its first event
 MAX_PATHS = 20       # paths reported per change; a git checkout can touch thousands
 POLL_INTERVAL_S = 2.0
