@@ -11,6 +11,20 @@ from pathlib import Path
 from pyvm2.paths import Home
 
 
+def raise_fd_limit() -> None:
+    """Each app holds a few descriptors in the daemon (pipes, pidfd, log files): a soft limit of
+    1024 runs out near 250 apps, so take what the hard limit allows (node and supervisord do too)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main() -> int:
     home = Home.from_env()
     if len(sys.argv) > 2 and sys.argv[1] == "--home":
@@ -26,6 +40,7 @@ def main() -> int:
         f.write(str(os.getpid()))
     os.replace(tmp, home.pid)
 
+    raise_fd_limit()
     from pyvm2.daemon.daemon import Daemon
 
     asyncio.run(Daemon(home).serve())

@@ -18,7 +18,7 @@ from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.logs import LogFile, Rotation
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
-from pyvm2.errors import NotFound, UsageError
+from pyvm2.errors import NotFound, Pyvm2Error, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION
@@ -210,9 +210,15 @@ class Daemon:
     def shutdown(self) -> None:
         self._stopping.set()
 
-    async def stop_all(self, keep_desired: bool = False) -> None:
-        await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
-                               for p in self.procs.values()), return_exceptions=True)
+    async def stop_all(self, keep_desired: bool = False) -> list[ManagedProcess]:
+        """Stop every app; return those still running afterwards (their stop failed)."""
+        procs = list(self.procs.values())
+        results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
+                                         for p in procs), return_exceptions=True)
+        for p, r in zip(procs, results, strict=True):
+            if isinstance(r, BaseException):
+                self.log(f"App [{p.label}] could not be stopped: {r!r}")
+        return [p for p in procs if p.run is not None]
 
     def reopen_logs(self) -> None:
         self._log.close()
@@ -632,7 +638,11 @@ class Daemon:
 
     async def cmd_kill(self, args: dict) -> dict:
         n = len(self.procs)
-        await self.stop_all()
+        left = await self.stop_all()
+        if left:
+            names = ", ".join(f"{p.name} ({p.pm_id})" for p in left[:10])
+            raise Pyvm2Error(f"{len(left)} app(s) could not be stopped: {names}; the daemon keeps running",
+                             f"see {self.home.log}, then try pyvm2 kill again")
         self.procs.clear()
         self.next_id = 0
         self.journal.flush()
