@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches o
     from pyvm2.daemon.cron import CronJob
     from pyvm2.daemon.watch import Watcher
 
+#: Commands whose reply waits until the state file holds their effect.
+PERSISTED = frozenset({"start", "stop", "restart", "delete", "reset", "resurrect"})
 #: After a restart, file changes seen during it and this long after are dropped.
 WATCH_MUTE_S = 0.25
 #: How often the monitor samples cpu and memory of every app's tree.
@@ -428,6 +430,8 @@ class Daemon:
         finally:
             if not self._stopping.is_set():
                 self.sync_schedules()
+                if cmd in PERSISTED:
+                    await self.journal.persist()
         if isinstance(result, dict) and "list" in result:
             result["list"] = self.snapshot()  # with watching as it now is
         return result

@@ -121,6 +121,17 @@ class Journal:
             self._again = False
             self.changed()
 
+    async def persist(self) -> None:
+        """Write now and wait for it, so that a command's reply means its effect is on disk (a
+        kill -9 right after `pyvm2 stop` must not bring the app back)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._writing is not None and not self._writing.done():
+            await asyncio.shield(self._writing)
+        self._writing = asyncio.get_running_loop().create_task(self._write(self.collect()))
+        await asyncio.shield(self._writing)
+
     def flush(self) -> None:
         """Write now, synchronously (at shutdown)."""
         if self._handle is not None:
