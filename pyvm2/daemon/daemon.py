@@ -82,6 +82,7 @@ class Daemon:
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:
         """Read $PYVM2_HOME/config.json; a bad file is reported and the defaults are kept."""
+        problem = None
         try:
             with open(self.home.config, "rb") as f:
                 raw = json.load(f)
@@ -95,8 +96,10 @@ class Daemon:
             self.settings = Settings()
         except (OSError, ValueError, TypeError) as e:
             self.settings = Settings()
-            self.log(f"ignoring {self.home.config}: {e}")
+            problem = f"ignoring {self.home.config}: {e}"
         self._log = LogFile(str(self.home.log), lambda _m: None, self.rotation_for(None))
+        if problem:
+            self.log(problem)
 
     def rotation_for(self, spec: AppSpec | None) -> Rotation:
         g = self.settings
@@ -111,9 +114,7 @@ class Daemon:
 
     def log(self, msg: str) -> None:
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}: PYVM2 log: {msg}\n".encode(errors="replace")
-        log = getattr(self, "_log", None)
-        if log is not None:
-            log.write(line)
+        self._log.write(line)
 
     def _collect_state(self) -> bytes:
         return pack([p.to_state() for p in self.procs.values()], self.next_id)
@@ -460,7 +461,7 @@ class Daemon:
         """Start apps from specs (file or script), or existing processes by target."""
         if args.get("targets"):
             procs = self.resolve(args["targets"])
-            await asyncio.gather(*(p.start() if p.run is None else _noop() for p in procs))
+            await asyncio.gather(*(p.start() for p in procs))
             await self._settle(procs)
             return {"actions": [{"pm_id": p.pm_id, "name": p.name, "action": "started"} for p in procs],
                     "list": self.snapshot()}
@@ -652,10 +653,6 @@ class Daemon:
         self.journal.flush()
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
-
-
-async def _noop() -> None:
-    return None
 
 
 def _mb(n: int) -> str:
