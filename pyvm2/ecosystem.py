@@ -76,10 +76,20 @@ class Loaded:
 
 
 def is_ecosystem_file(path: str) -> bool:
-    """pm2's rule: the name contains .json/.yml/.yaml, or ends with .config.js/.cjs/.mjs."""
+    """pm2's rule: the name contains .json/.yml/.yaml, or ends with .config.js/.cjs/.mjs; or a
+    .conf/.ini file with supervisor's sections."""
     name = os.path.basename(path)
     return (".json" in name or ".yml" in name or ".yaml" in name
-            or name.endswith((".config.js", ".config.cjs", ".config.mjs")))
+            or name.endswith((".config.js", ".config.cjs", ".config.mjs"))
+            or _is_supervisor(path))
+
+
+def _is_supervisor(path: str) -> bool:
+    if not path.endswith((".conf", ".ini")):
+        return False
+    from pyvm2.formats import supervisor
+
+    return supervisor.looks_like_supervisor(os.path.expanduser(path))
 
 
 def _kind(path: str) -> str:
@@ -103,6 +113,12 @@ def load(path: str, *, env_name: str | None = None, only: Sequence[str] | None =
     """
     display = path
     abspath = os.path.abspath(os.path.expanduser(path))
+    if _is_supervisor(abspath):
+        from pyvm2.formats import supervisor
+
+        specs, notes = supervisor.load(abspath, display, only=only, cwd_override=cwd_override,
+                                       base_env=base_env)
+        return Loaded(apps=specs, warnings=notes, path=abspath)
     kind = _kind(abspath)
     where: Where | None = None
     duplicates: Duplicates = []

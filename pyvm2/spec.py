@@ -72,6 +72,13 @@ class AppSpec:
     treekill: bool = True
     stop_exit_codes: tuple[int, ...] = ()
     cron_restart: str | None = None
+    # supervisor's autorestart=unexpected: restart unless the app exited by itself with a code in
+    # stop_exit_codes; a death by a signal is unexpected (pm2 counts it as code 0).
+    autorestart_unexpected: bool = False
+    user: str | None = None          # run as this user (name), with its groups; the daemon must be root
+    group: str | None = None         # primary group instead of the user's own
+    redirect_stderr: bool = False    # stderr goes to the out log, as supervisor's redirect_stderr
+    priority: int | None = None      # lower starts first and stops last (supervisor's priority)
     source: str | None = None        # the ecosystem file it came from, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,7 +144,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "kill_timeout": (), "kill_signal": (), "treekill": (), "stop_exit_codes": (),
     "cron_restart": ("cron",),
     "merge_logs": ("combine_logs",),
-    "uid": ("user",), "gid": (),
+    "uid": ("user",), "gid": ("group",), "redirect_stderr": (), "priority": (),
     "wait_ready": (), "shutdown_with_message": (),
 }
 
@@ -438,21 +445,35 @@ def _cron(value: Any) -> str | None:
     return text
 
 
-def _current_user_matches(value: Any, group: bool) -> bool:
+def _account(value: Any, *, group: bool, key: str) -> str | None:
+    """The user (or group) name to run as; None when it is the daemon's own. Another account
+    needs a root daemon; the CLI runs as the daemon's user, so this is checked before starting."""
     import grp
     import pwd
 
-    me = os.getgid() if group else os.getuid()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value == me
-    if isinstance(value, str):
-        if value.strip().isdigit():
-            return int(value) == me
-        try:
-            return value == (grp.getgrgid(me).gr_name if group else pwd.getpwuid(me).pw_name)
-        except KeyError:
-            return False
-    return False
+    what = "group" if group else "user"
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UnitError(f"expected a {what} name or id, got {show(value)}",
+                        'write it as "www-data" or 33')
+    text = str(value).strip()
+    try:
+        if text.isdigit():
+            entry: Any = grp.getgrgid(int(text)) if group else pwd.getpwuid(int(text))
+        else:
+            entry = grp.getgrnam(text) if group else pwd.getpwnam(text)
+    except KeyError:
+        raise UnitError(f"no such {what} {show(text)} on this machine",
+                        f"create it (useradd), or fix {key}") from None
+    name, ident = (entry.gr_name, entry.gr_gid) if group else (entry.pw_name, entry.pw_uid)
+    mine = os.getegid() if group else os.geteuid()
+    if ident == mine and not (group and os.geteuid() == 0):
+        return None
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid()).pw_name if not group else str(os.geteuid())
+        raise UnitError(f"running as {what} {show(name)} needs pyvm2's daemon to run as root "
+                        f"(it runs as {me})",
+                        f"start pyvm2 as root (sudo), or remove {key} to run as yourself")
+    return name
 
 
 def _instances(value: Any) -> tuple[int, int]:
@@ -592,7 +613,7 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
         ("kill_timeout", parse_ms, "kill_timeout"),
         ("watch_delay", parse_ms, "watch_delay"),
         ("kill_signal", parse_signal, "kill_signal"),
-        ("autorestart", parse_bool, "autorestart"),
+        ("redirect_stderr", parse_bool, "redirect_stderr"),
         ("autostart", parse_bool, "autostart"),
         ("treekill", parse_bool, "treekill"),
         ("disable_logs", parse_bool, "disable_logs"),
@@ -652,12 +673,22 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
     if "instances" in opts:
         with b.check(*keys("instances")):
             kw["instances"], instances_written = _instances(val("instances"))
+    if "autorestart" in opts:
+        with b.check(*keys("autorestart")):
+            value = val("autorestart")
+            if isinstance(value, str) and value.strip().lower() == "unexpected":
+                kw["autorestart"], kw["autorestart_unexpected"] = True, True
+                kw.setdefault("stop_exit_codes", (0,))
+            else:
+                kw["autorestart"] = parse_bool(value)
+    if "priority" in opts:
+        with b.check(*keys("priority")):
+            kw["priority"] = _whole(val("priority"), "a whole number (lower starts first)")
     for canonical in ("uid", "gid"):
         if canonical in opts:
             with b.check(*keys(canonical)):
-                if not _current_user_matches(val(canonical), canonical == "gid"):
-                    raise UnitError("running as another user is not supported yet",
-                                    f"remove {opts.key(canonical)}, or run pyvm2 as that user")
+                kw["user" if canonical == "uid" else "group"] = _account(
+                    val(canonical), group=canonical == "gid", key=opts.key(canonical))
     for canonical, what in (("wait_ready", "the app is online as soon as it starts"),
                             ("shutdown_with_message", "apps are stopped with kill_signal")):
         if canonical in opts:

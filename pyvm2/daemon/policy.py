@@ -49,11 +49,12 @@ def decide(spec: AppSpec, state: RestartState, *, code: int | None, signal_name:
            uptime_ms: float) -> Decision:
     """What to do after an instance exited on its own (not through a stop)."""
     what = describe_exit(code, signal_name)
-    # pm2 counts a signal death as exit code 0 for stop_exit_codes
-    effective_code = 0 if code is None else code
+    # pm2 counts a signal death as exit code 0 for stop_exit_codes; supervisor's "unexpected"
+    # counts it as unexpected.
+    effective_code = (None if spec.autorestart_unexpected else 0) if code is None else code
     if not spec.autorestart:
         return Decision(Status.STOPPED, 0, state, f"{what} (autorestart is off)")
-    if effective_code in spec.stop_exit_codes:
+    if effective_code is not None and effective_code in spec.stop_exit_codes:
         return Decision(Status.STOPPED, 0, state, f"{what} (listed in stop_exit_codes)")
 
     prev = 0 if uptime_ms >= BACKOFF_RESET_MS else state.prev_delay_ms

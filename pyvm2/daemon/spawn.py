@@ -116,7 +116,8 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
             spares = (spare_out, spare_err)
         popen = subprocess.Popen(
             list(launch.argv), cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=child_out, stderr=child_err, pass_fds=spares,
+            stdout=child_out, stderr=child_out if spec.redirect_stderr else child_err,
+            pass_fds=spares,
             start_new_session=True, close_fds=True, restore_signals=True,
         )
     except OSError as e:

@@ -218,7 +218,8 @@ def test_wait_ready_is_accepted_with_a_warning(build: Build) -> None:
 def test_every_appspec_field_is_a_known_option() -> None:
     import dataclasses
 
-    fields = {f.name for f in dataclasses.fields(AppSpec)} - {"source"}
+    # autorestart_unexpected is written as autorestart: "unexpected"
+    fields = {f.name for f in dataclasses.fields(AppSpec)} - {"source", "autorestart_unexpected"}
     assert fields <= KNOWN_OPTIONS
 
 
@@ -421,10 +422,28 @@ def test_filter_env_is_a_flag_or_names(build: Build) -> None:
     assert build({"script": "app.py", "filter_env": ["A", "B"]}).filter_env == ("A", "B")
 
 
-def test_running_as_the_current_user_is_fine_and_others_are_refused(build: Build) -> None:
-    build({"script": "app.py", "uid": os.getuid(), "user": getpass.getuser()})
+def test_running_as_the_current_user_is_a_no_op_and_unknown_users_are_named(build: Build) -> None:
+    assert build({"script": "app.py", "uid": os.getuid(), "user": getpass.getuser()}).user is None
     e = build.error({"script": "app.py", "uid": "nobody-at-all"}, index=0)
-    assert e.detail == "running as another user is not supported yet" and e.path == "apps[0].uid"
+    assert e.detail == 'no such user "nobody-at-all" on this machine' and e.path == "apps[0].uid"
+    e = build.error({"script": "app.py", "gid": "no-such-group-here"}, index=0)
+    assert e.detail == 'no such group "no-such-group-here" on this machine'
+
+
+def test_another_user_needs_a_root_daemon(build: Build) -> None:
+    if os.geteuid() == 0:
+        assert build({"script": "app.py", "user": "nobody"}).user == "nobody"
+    else:
+        e = build.error({"script": "app.py", "user": "nobody"}, index=0)
+        assert "needs pyvm2's daemon to run as root" in e.detail
+
+
+def test_autorestart_unexpected_defaults_to_exit_code_0(build: Build) -> None:
+    s = build({"script": "app.py", "autorestart": "unexpected"})
+    assert (s.autorestart, s.autorestart_unexpected, s.stop_exit_codes) == (True, True, (0,))
+    s = build({"script": "app.py", "autorestart": "Unexpected", "stop_exit_codes": [0, 2]})
+    assert s.stop_exit_codes == (0, 2)
+    assert build({"script": "app.py", "autorestart": True}).autorestart_unexpected is False
 
 
 # ---- paths -------------------------------------------------------------------------------------
