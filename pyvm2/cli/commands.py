@@ -96,6 +96,8 @@ def start(
     time_: Annotated[bool, typer.Option("--time", help="prefix log lines with the time")] = False,
     merge_logs: Annotated[bool, typer.Option("--merge-logs")] = False,
     pid: Annotated[str | None, typer.Option("--pid", "-p", help="pid file")] = None,
+    uid: Annotated[str | None, typer.Option("--uid", "--user", help="run as this user (the daemon must be root)")] = None,
+    gid: Annotated[str | None, typer.Option("--gid", help="run with this primary group")] = None,
 ) -> None:
     from pyvm2 import ecosystem
     from pyvm2 import spec as specmod
@@ -114,6 +116,7 @@ def start(
         "max_restarts": max_restarts, "min_uptime": min_uptime, "kill_timeout": kill_timeout,
         "kill_signal": kill_signal, "cron_restart": cron, "out_file": output, "error_file": error,
         "log_file": log, "log_date_format": log_date_format, "pid_file": pid,
+        "uid": uid, "gid": gid,
     }
     if stop_exit_codes:
         flags["stop_exit_codes"] = [int(c) if c.lstrip("-").isdigit() else c for c in _split_list(stop_exit_codes) or []]
@@ -194,8 +197,9 @@ def _apply_flags(spec, flags: dict[str, Any]):
     import dataclasses
 
     from pyvm2 import spec as specmod
+    from pyvm2.convert import to_options
 
-    raw = {k: v for k, v in spec.to_dict().items() if k not in ("source",)}
+    raw = to_options(spec)
     if flags.get("watch") and spec.watch:
         flags = {k: v for k, v in flags.items() if k != "watch"}
     raw.update(flags)
@@ -255,6 +259,26 @@ def delete(targets: Targets = None) -> None:
 
 
 app.command("del", hidden=True)(delete)
+
+
+@app.command(help="Print an ecosystem file (any format pyvm2 reads, supervisor's too) as pyvm2's JSON or YAML.")
+def convert(
+    file: Annotated[str, typer.Argument(help="ecosystem file, supervisord.conf, conf.d/x.conf")],
+    to: Annotated[str, typer.Option("--to", help="json or yaml")] = "json",
+    env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
+) -> None:
+    import sys
+
+    from pyvm2 import convert as conv
+    from pyvm2 import ecosystem
+
+    fmt = to.strip().lower()
+    if fmt not in ("json", "yaml", "yml"):
+        raise UsageError(f"--to {to}: expected json or yaml", "pyvm2 convert supervisord.conf --to yaml")
+    loaded = ecosystem.load(file, env_name=env, base_env=_base_env())
+    for w in loaded.warnings:
+        cli.warn(w)
+    sys.stdout.write(conv.render(loaded.apps, "yaml" if fmt != "json" else "json"))
 
 
 @app.command(help="Reset the restart counters of apps.")

@@ -547,6 +547,12 @@ def _unknown(s: Section, key: str, known: Sequence[str], warnings: list[str]) ->
                     "supervisor ignores it too")
 
 
+def size_text(n: int) -> str | int:
+    from pyvm2.convert import size_text as text
+
+    return text(n)
+
+
 def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str, int] | None,
              here: str, host: str, env_exp: dict[str, str], global_env: Mapping[str, str],
              default_cwd: str | None, base_env: Mapping[str, str],
@@ -760,13 +766,19 @@ def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str,
                                 "the default log file is used")
             elif low not in ("auto", ""):
                 put(key, os.path.normpath(os.path.join(cwd, value)), src)
-        maxes, backups = p["maxbytes"], p["backups"]
-        if maxes[0] != maxes[1] and "stderr_logfile_maxbytes" in opts and not redirect:
+        # One rotation setting per app: from the channels that write a file.
+        live = [i for i, key in enumerate(("out_file", "error_file"))
+                if o.get(key) != "/dev/null" and not (i == 1 and redirect)] or [0]
+        maxes = [p["maxbytes"][i] for i in live]
+        backups = [p["backups"][i] for i in live]
+        if len(set(maxes)) > 1 and "stderr_logfile_maxbytes" in opts:
             v = opts["stderr_logfile_maxbytes"]
             warnings.append(f"{v.file}:{v.line}: {where} pyvm2 has one rotation size for both "
                             f"logs; using the larger ({max(maxes)} bytes)")
-        put("log_max_size", max(maxes) if not redirect else maxes[0], "stdout_logfile_maxbytes")
-        put("log_retain", max(backups) if not redirect else backups[0], "stdout_logfile_backups")
+        put("log_max_size", size_text(max(maxes)),
+            "stdout_logfile_maxbytes" if live[0] == 0 else "stderr_logfile_maxbytes")
+        put("log_retain", max(backups),
+            "stdout_logfile_backups" if live[0] == 0 else "stderr_logfile_backups")
         put("priority", priority, "priority")
         if "supervisor" in p["command"] and i == 0:
             v = opts["command"]
