@@ -697,7 +697,7 @@ def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str,
         return argv_cache[p["command"]]
 
     out: list[Program] = []
-    for i, p in enumerate(procs if varies else procs[:1]):
+    for p in procs if varies else procs[:1]:
         o, pos = {}, {}
         argv = argv_of(p)
         cwd = p["directory"]
@@ -780,10 +780,6 @@ def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str,
         put("log_retain", max(backups),
             "stdout_logfile_backups" if live[0] == 0 else "stderr_logfile_backups")
         put("priority", priority, "priority")
-        if "supervisor" in p["command"] and i == 0:
-            v = opts["command"]
-            warnings.append(f"{v.file}:{v.line}: {where} pyvm2 does not set SUPERVISOR_ENABLED, "
-                            "SUPERVISOR_PROCESS_NAME or SUPERVISOR_SERVER_URL")
         gprio = group[1] if group else priority
         gname = group[0] if group else program_name
         out.append(Program(o, s, pos, (gprio, gname, priority, o["name"])))
