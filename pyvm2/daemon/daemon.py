@@ -216,11 +216,12 @@ class Daemon:
     async def stop_all(self, keep_desired: bool = False) -> list[ManagedProcess]:
         """Stop every app; return those still running afterwards (their stop failed)."""
         procs = list(self.procs.values())
-        results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
-                                         for p in procs), return_exceptions=True)
-        for p, r in zip(procs, results, strict=True):
-            if isinstance(r, BaseException):
-                self.log(f"App [{p.label}] could not be stopped: {r!r}")
+        for tier in stop_tiers(procs):
+            results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
+                                             for p in tier), return_exceptions=True)
+            for p, r in zip(tier, results, strict=True):
+                if isinstance(r, BaseException):
+                    self.log(f"App [{p.label}] could not be stopped: {r!r}")
         return [p for p in procs if p.run is not None]
 
     def reopen_logs(self) -> None:
@@ -537,7 +538,8 @@ class Daemon:
 
     async def cmd_stop(self, args: dict) -> dict:
         procs = self.resolve(args.get("targets") or [])
-        await asyncio.gather(*(p.stop() for p in procs))
+        for tier in stop_tiers(procs):
+            await asyncio.gather(*(p.stop() for p in tier))
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
     async def _delete(self, p: ManagedProcess) -> None:
@@ -653,6 +655,15 @@ class Daemon:
         self.journal.flush()
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
+
+
+def stop_tiers(procs: list[ManagedProcess]) -> list[list[ManagedProcess]]:
+    """Apps to stop one tier after the other: by supervisor's priority, highest first, so what
+    started first stops last. Apps without a priority stop together with priority 999."""
+    tiers: dict[int, list[ManagedProcess]] = {}
+    for p in procs:
+        tiers.setdefault(999 if p.spec.priority is None else p.spec.priority, []).append(p)
+    return [tiers[k] for k in sorted(tiers, reverse=True)]
 
 
 def _mb(n: int) -> str:
