@@ -248,3 +248,25 @@ user=no-such-user-here
     assert r.code == 2 and r.first_err_line.endswith(
         'bad.conf:7:6: [program:bad] user: no such user "no-such-user-here" on this machine')
     assert pv.jlist() == []
+
+
+def test_priority_orders_start_and_stop(pv: Pyvm2) -> None:
+    order = pv.workdir / "order"
+    sh = shutil.which("sh")
+    body = "echo {0} >> {1}; trap \"echo stop {0} >> {1}; exit 0\" TERM; while :; do sleep 0.1; done"
+    conf = pv.write_eco(f"""
+[program:late]
+command={sh} -c '{body.format("late", order)}'
+priority=20
+
+[program:early]
+command={sh} -c '{body.format("early", order)}'
+priority=10
+""", name="prio.conf")
+    r = pv.ok("start", str(conf))
+    assert r.out.index("[early]") < r.out.index("[late]")
+    wait_for(lambda: order.read_text() if order.exists() else "",
+             lambda t: "early" in t and "late" in t, what="both to start")
+    pv.ok("stop", "all")
+    stops = [ln for ln in order.read_text().splitlines() if ln.startswith("stop")]
+    assert stops == ["stop late", "stop early"]
