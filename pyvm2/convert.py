@@ -47,6 +47,8 @@ def to_options(spec: AppSpec) -> dict[str, Any]:
             continue
         if f.name in ("max_memory_restart", "log_max_size") and isinstance(value, int):
             value = size_text(value)
+        elif f.name == "umask" and isinstance(value, int):
+            value = f"{value:03o}"
         elif f.name == "log_file" and value == LOG_FILE_DEFAULT:
             value = True
         elif isinstance(value, tuple):

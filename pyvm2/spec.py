@@ -79,6 +79,7 @@ class AppSpec:
     group: str | None = None         # primary group instead of the user's own
     redirect_stderr: bool = False    # stderr goes to the out log, as supervisor's redirect_stderr
     priority: int | None = None      # lower starts first and stops last (supervisor's priority)
+    umask: int | None = None         # the app's umask; None = the daemon's
     source: str | None = None        # the ecosystem file it came from, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +145,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "kill_timeout": (), "kill_signal": (), "treekill": (), "stop_exit_codes": (),
     "cron_restart": ("cron",),
     "merge_logs": ("combine_logs",),
-    "uid": ("user",), "gid": ("group",), "redirect_stderr": (), "priority": (),
+    "uid": ("user",), "gid": ("group",), "redirect_stderr": (), "priority": (), "umask": (),
     "wait_ready": (), "shutdown_with_message": (),
 }
 
@@ -445,6 +446,20 @@ def _cron(value: Any) -> str | None:
     return text
 
 
+def _umask(value: Any) -> int:
+    """An umask from an octal string ("002", "0o22") or a number."""
+    if isinstance(value, str) and re.fullmatch(r"\s*(0o)?[0-7]{1,4}\s*", value):
+        n = int(value.strip().removeprefix("0o"), 8)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        raise UnitError(f"expected an octal umask such as \"022\", got {show(value)}",
+                        'write it as a string of octal digits: "002", "022", "077"')
+    if not 0 <= n <= 0o777:
+        raise UnitError(f"umask {show(value)} is out of range", 'for example "022"')
+    return n
+
+
 def _account(value: Any, *, group: bool, key: str) -> str | None:
     """The user (or group) name to run as; None when it is the daemon's own. Another account
     needs a root daemon; the CLI runs as the daemon's user, so this is checked before starting."""
@@ -681,6 +696,9 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
                 kw.setdefault("stop_exit_codes", (0,))
             else:
                 kw["autorestart"] = parse_bool(value)
+    if "umask" in opts:
+        with b.check(*keys("umask")):
+            kw["umask"] = _umask(val("umask"))
     if "priority" in opts:
         with b.check(*keys("priority")):
             kw["priority"] = _whole(val("priority"), "a whole number (lower starts first)")

@@ -147,6 +147,8 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
     if launch.is_python:
         env.setdefault("PYTHONUNBUFFERED", "1")
     creds = credentials(spec)
+    if spec.umask is not None:
+        creds["umask"] = spec.umask
     fds: list[int] = []
     out_r = err_r = None
     child_out: int = subprocess.DEVNULL

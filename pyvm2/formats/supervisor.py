@@ -47,7 +47,6 @@ _PER_PROCESS = frozenset({"command", "environment", "directory", "stdout_logfile
                           "stderr_syslog", "process_name"})
 #: Options with no pyvm2 counterpart: warned about when set to something other than the default.
 _UNSUPPORTED = {
-    "umask": "pyvm2 apps inherit the daemon's umask",
     "serverurl": "pyvm2 has no XML-RPC server",
     "stdout_capture_maxbytes": "pyvm2 has no event system",
     "stderr_capture_maxbytes": "pyvm2 has no event system",
@@ -628,6 +627,10 @@ def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str,
         redirect = _boolean(text(key))
         key = "user"
         user = text(key).strip() if "user" in opts else None
+        key = "umask"
+        umask = text(key).strip() if "umask" in opts else None
+        if umask is not None and not re.fullmatch(r"[0-7]{1,4}", umask):
+            raise _Bad(f"{umask!r} is not an octal umask", "for example 022 or 002")
         for key in _UNSUPPORTED:
             if key in opts and text(key).strip().lower() != str(PROGRAM_DEFAULTS[key]).lower():
                 v = opts[key]
@@ -752,6 +755,8 @@ def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str,
             put("user", user, "user")
         if redirect:
             put("redirect_stderr", True, "redirect_stderr")
+        if umask is not None:
+            put("umask", umask, "umask")
         for channel, key, src in (("stdout", "out_file", "stdout_logfile"),
                                   ("stderr", "error_file", "stderr_logfile")):
             value = p[channel].strip()

@@ -215,6 +215,7 @@ def test_a_program_runs_as_its_user(pv: Pyvm2, worker_user: str) -> None:
 [program:asuser]
 command={shutil.which("sh")} -c 'echo I am $(id -un) in $HOME; exec sleep 60'
 user={worker_user}
+umask=027
 directory=/tmp
 environment=USER_SET_BY_APP="yes"
 """, name="user.conf")
@@ -225,6 +226,7 @@ environment=USER_SET_BY_APP="yes"
     assert fields["Uid"].split() == [str(pw.pw_uid)] * 4
     assert fields["Gid"].split() == [str(pw.pw_gid)] * 4
     assert sorted(int(g) for g in fields["Groups"].split()) == sorted({pw.pw_gid, extra})
+    assert fields["Umask"].strip() == "0027"
     env = proc_environ(p["pid"]) or {}
     assert (env["HOME"], env["USER"], env["LOGNAME"]) == (pw.pw_dir, worker_user, worker_user)
     assert env["USER_SET_BY_APP"] == "yes"
@@ -270,3 +272,25 @@ priority=10
     pv.ok("stop", "all")
     stops = [ln for ln in order.read_text().splitlines() if ln.startswith("stop")]
     assert stops == ["stop late", "stop early"]
+
+
+def test_starting_the_file_again_is_reread_and_update(pv: Pyvm2) -> None:
+    sh = shutil.which("sh")
+    text = f"""
+[program:same]
+command={sh} -c 'exec sleep 60'
+
+[program:changed]
+command={sh} -c 'exec sleep {{n}}'
+"""
+    conf = pv.write_eco(text.format(n=60), name="update.conf")
+    pv.ok("start", str(conf))
+    before = {p["name"]: p["pid"] for p in pv.wait_status("same", "online")
+              + pv.wait_status("changed", "online")}
+    pv.ok("start", str(conf))
+    assert {p["name"]: p["pid"] for p in pv.jlist()} == before
+    conf.write_text(text.format(n=61))
+    pv.ok("start", str(conf))
+    after = {p["name"]: p["pid"] for p in pv.wait_status("changed", "online")
+             + pv.wait_status("same", "online")}
+    assert after["same"] == before["same"] and after["changed"] != before["changed"]

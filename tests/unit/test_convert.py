@@ -35,6 +35,7 @@ autorestart=true
 startsecs=0
 stopsignal=QUIT
 redirect_stderr=true
+umask=002
 priority=5
 
 [program:once]
@@ -97,6 +98,7 @@ def test_supervisor_conversion_is_explicit(proj: Path) -> None:
     assert apps["queue_01"]["log_max_size"] == "1K" and apps["queue_01"]["error_file"] == "/dev/null"
     assert apps["queue_00"]["autorestart"] == "unexpected" and apps["queue_00"]["stop_exit_codes"] == [0]
     assert apps["mail"]["instances"] == 3 and apps["mail"]["redirect_stderr"] is True
+    assert apps["mail"]["umask"] == "002"
     assert apps["mail"]["kill_signal"] == "SIGQUIT" and apps["mail"]["min_uptime"] == 100
     assert apps["once"]["autorestart"] is False and apps["once"]["treekill"] is False
     assert apps["once"]["log_max_size"] == "0.9765625K"

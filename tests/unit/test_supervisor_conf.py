@@ -339,6 +339,11 @@ def test_log_files(conf: Conf) -> None:
     assert (s.out_file, s.error_file) == (None, "/dev/null")
 
 
+def test_umask(conf: Conf) -> None:
+    assert conf.one(prog(f"command={SH}\numask=002")).umask == 0o002
+    assert "not an octal umask" in str(conf.error(prog(f"command={SH}\numask=999")))
+
+
 def test_redirect_stderr(conf: Conf) -> None:
     s = conf.one(prog(f"command={SH}\nredirect_stderr=true\nstderr_logfile=/tmp/ignored.log"))
     assert s.redirect_stderr is True and s.error_file is None
@@ -377,9 +382,9 @@ def test_invalid_names(conf: Conf) -> None:
 
 
 def test_unsupported_and_unknown_options_warn(conf: Conf) -> None:
-    conf.one(prog(f"command={SH}\numask=002\nstdout_events_enabled=true\nstartsec=3"))
+    conf.one(prog(f"command={SH}\nstdout_events_enabled=true\nstartsec=3"))
     text = "\n".join(conf.warnings)
-    assert "umask is not supported" in text and "stdout_events_enabled is not supported" in text
+    assert "stdout_events_enabled is not supported" in text
     assert "unknown option 'startsec' (did you mean startsecs?)" in text
 
 
