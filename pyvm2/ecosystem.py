@@ -118,6 +118,8 @@ def load(path: str, *, env_name: str | None = None, only: Sequence[str] | None =
 
         specs, notes = supervisor.load(abspath, display, only=only, cwd_override=cwd_override,
                                        base_env=base_env)
+        if env_name is not None:
+            notes.append(f"{display}: --env {env_name} has no effect on a supervisor file")
         return Loaded(apps=specs, warnings=notes, path=abspath)
     kind = _kind(abspath)
     where: Where | None = None

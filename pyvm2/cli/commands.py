@@ -487,16 +487,21 @@ def monit() -> None:
 
 # ---- supervisorctl's habits: tail (bytes), signal, pid ------------------------------------------
 
-def _sup_target(t: str) -> str:
-    """supervisorctl's `group:*` is the namespace, `group:name` the name; others unchanged."""
-    if ":" in t and not os.path.exists(t):
-        group, _, name = t.partition(":")
-        return group if name in ("*", "") else name
-    return t
-
-
 def _procs(targets: list[str]) -> list[dict]:
-    return _client().call("targets", {"targets": [_sup_target(t) for t in targets]})
+    """The processes of targets; supervisorctl's `group:*` is the namespace and `group:name` the
+    name, unless an app is really called so (pm2's name_prefix makes names with a colon)."""
+    client = _client()
+    found: dict[int, dict] = {}
+    for t in targets:
+        try:
+            procs = client.call("targets", {"targets": [t]})
+        except NotFound:
+            group, colon, name = t.partition(":")
+            if not colon:
+                raise
+            procs = client.call("targets", {"targets": [group if name in ("*", "") else name]})
+        found.update((p["pm_id"], p) for p in procs)
+    return [found[k] for k in sorted(found)]
 
 
 @app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
