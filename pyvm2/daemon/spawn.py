@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pyvm2.errors import Pyvm2Error, SpawnError
 from pyvm2.launch import Launch, resolve_launch
@@ -74,27 +75,33 @@ def login_env(user: str) -> dict[str, str]:
             "SHELL": pw.pw_shell or "/bin/sh"}
 
 
-def credentials(spec: AppSpec) -> dict[str, object]:
-    """Popen's user/group/extra_groups for an app that runs as another user (or group)."""
+class Credentials(NamedTuple):
+    """Popen's user, group and extra_groups; None keeps the daemon's."""
+
+    user: int | None = None
+    group: int | None = None
+    extra_groups: list[int] | None = None
+
+
+def credentials(spec: AppSpec) -> Credentials:
+    """Who an app that runs as another user (or group) is spawned as; SpawnError if it cannot be."""
     if spec.user is None and spec.group is None:
-        return {}
+        return Credentials()
     import grp
     import pwd
 
-    out: dict[str, object] = {}
     try:
         if spec.user is not None:
             pw = pwd.getpwnam(spec.user)
             gid = grp.getgrnam(spec.group).gr_gid if spec.group is not None else pw.pw_gid
             if pw.pw_uid == os.geteuid() and gid == os.getegid():
-                return {}
-            out = {"user": pw.pw_uid, "group": gid,
-                   "extra_groups": os.getgrouplist(pw.pw_name, gid)}
-        elif spec.group is not None:
-            gid = grp.getgrnam(spec.group).gr_gid
+                return Credentials()
+            creds = Credentials(pw.pw_uid, gid, os.getgrouplist(pw.pw_name, gid))
+        else:
+            gid = grp.getgrnam(str(spec.group)).gr_gid
             if gid == os.getegid():
-                return {}
-            out = {"group": gid}
+                return Credentials()
+            creds = Credentials(group=gid)
     except KeyError as e:
         raise SpawnError(f"no such user or group {e.args[0] if e.args else ''} on this machine",
                          "create it, or change the app's user") from None
@@ -102,7 +109,7 @@ def credentials(spec: AppSpec) -> dict[str, object]:
         who = spec.user if spec.user is not None else f"group {spec.group}"
         raise SpawnError(f"cannot run as {who}: the pyvm2 daemon is not root",
                          "start pyvm2 as root, or remove the app's user")
-    return out
+    return creds
 
 
 def _fifo_pair(run_dir: str, token: str, stream: str) -> tuple[str, int, int, int]:
@@ -147,8 +154,6 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
     if launch.is_python:
         env.setdefault("PYTHONUNBUFFERED", "1")
     creds = credentials(spec)
-    if spec.umask is not None:
-        creds["umask"] = spec.umask
     fds: list[int] = []
     out_r = err_r = None
     child_out: int = subprocess.DEVNULL
@@ -166,7 +171,9 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
             list(launch.argv), cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=child_out, stderr=child_out if spec.redirect_stderr else child_err,
             pass_fds=spares,
-            start_new_session=True, close_fds=True, restore_signals=True, **creds,  # type: ignore[arg-type]
+            start_new_session=True, close_fds=True, restore_signals=True,
+            user=creds.user, group=creds.group, extra_groups=creds.extra_groups,
+            umask=-1 if spec.umask is None else spec.umask,
         )
     except OSError as e:
         for fd in fds:

@@ -294,3 +294,15 @@ command={sh} -c 'exec sleep {{n}}'
     after = {p["name"]: p["pid"] for p in pv.wait_status("changed", "online")
              + pv.wait_status("same", "online")}
     assert after["same"] == before["same"] and after["changed"] != before["changed"]
+
+
+def test_autostart_false_registers_the_program_stopped(pv: Pyvm2) -> None:
+    conf = pv.write_eco(f"""
+[program:later]
+command={shutil.which("sh")} -c 'exec sleep 60'
+autostart=false
+""", name="later.conf")
+    pv.ok("start", str(conf))
+    assert pv.status("later") == ["stopped"]
+    pv.ok("start", "later")
+    pv.wait_status("later", "online")
