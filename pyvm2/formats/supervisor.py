@@ -312,6 +312,19 @@ def environment(text: str) -> dict[str, str]:
     return out
 
 
+def _mangled(text: str) -> bool:
+    """Whether an unquoted ? or # cuts a value short, as supervisor's shlex split does."""
+    quote = ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "?#":
+            return True
+    return False
+
+
 # ---- files and includes --------------------------------------------------------------------------
 
 def _display(path: str) -> str:
@@ -660,6 +673,11 @@ def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str,
             env = environment(env_text) if env_text.strip() else {}
         except _Bad as e:
             raise bad("environment", e) from None
+        if num == numprocs_start and _mangled(env_text):
+            v = opts["environment"]
+            shown = ", ".join(f"{k}={val!r}" for k, val in env.items())
+            warnings.append(f"{v.file}:{v.line}: {where} environment: an unquoted ? or # ends a "
+                            f"value in supervisor; it reads {shown}; put such values in quotes")
         exp.update({f"ENV_{k}": v for k, v in env.items()})
         try:
             name = _name(text("process_name", exp))

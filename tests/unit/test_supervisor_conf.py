@@ -191,6 +191,14 @@ def test_environment_errors_point_at_the_line(conf: Conf) -> None:
     assert str(e).startswith("supervisord.conf:3:13: [program:w] environment: unexpected end")
 
 
+def test_environment_values_cut_by_supervisor_are_shown(conf: Conf) -> None:
+    s = conf.one(prog(f"command={SH}\nenvironment=URL=http://h/?q=1,SAFE=\"a?b\""))
+    assert dict(s.env) == {"URL": "http://h/", "q": "1", "SAFE": "a?b"}
+    assert any("unquoted ? or #" in w and "URL='http://h/'" in w for w in conf.warnings)
+    conf.one(prog(f'command={SH}\nenvironment=SAFE="a?b#c"'))
+    assert not any("unquoted" in w for w in conf.warnings)
+
+
 def test_environment_percent_and_quotes_in_a_file(conf: Conf) -> None:
     s = conf.one(prog(f'command={SH}\nenvironment=URI="/first%%20name",Q="a, b"'))
     assert dict(s.env) == {"URI": "/first%20name", "Q": "a, b"}
