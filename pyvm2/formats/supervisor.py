@@ -177,9 +177,15 @@ def parse_ini(text: str, file: str, sections: dict[str, Section],
             optname = None
             continue
         if cur is None:
-            errors.append(ConfigError("this line comes before any [section]",
-                                      "start the file with a section such as [program:worker]",
-                                      file=file, line=lineno, col=cur_indent + 1))
+            if value.startswith("["):
+                errors.append(ConfigError("a section header needs a closing ]",
+                                          "write it as [program:worker]", file=file,
+                                          line=lineno, col=cur_indent + 1))
+            else:
+                errors.append(ConfigError("this line comes before any [section]",
+                                          "start the file with a section such as "
+                                          "[program:worker]", file=file, line=lineno,
+                                          col=cur_indent + 1))
             return names
         m = _OPTION_RE.match(value)
         if not m or not m.group("option"):
@@ -276,7 +282,7 @@ def _signal_name(text: str) -> str:
     except ValueError:
         pass
     name = t if t.startswith("SIG") else "SIG" + t
-    if name not in signal.Signals.__members__ or name in ("SIGKILL", "SIGSTOP"):
+    if name not in signal.Signals.__members__:
         raise _Bad(f"value {text!r} is not a valid signal name", "for example TERM, INT, QUIT, HUP")
     return name
 
@@ -288,7 +294,7 @@ def _name(text: str) -> str:
             raise _Bad(f"invalid name {s!r} because of the character {ch!r}",
                        "names may not contain spaces, : or /")
     if not s:
-        raise _Bad("the name is empty")
+        raise _Bad("the name is empty", "write a name after the colon: [program:worker]")
     return s
 
 
@@ -299,7 +305,7 @@ def environment(text: str) -> dict[str, str]:
     try:
         tokens = list(lexer)
     except ValueError as e:
-        raise _Bad(f"environment: {e}", 'quote values with "..." and close every quote') from None
+        raise _Bad(str(e), 'quote values with "..." and close every quote') from None
     out: dict[str, str] = {}
     i = 0
     while i < len(tokens):
@@ -612,8 +618,8 @@ def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str,
         priority = _integer(text(key))
         key = "numprocs"
         numprocs = _integer(text(key))
-        if numprocs < 1:
-            raise _Bad(f"numprocs must be 1 or more, got {numprocs}")
+        if not 1 <= numprocs <= 1024:
+            raise _Bad(f"numprocs must be 1 to 1024, got {numprocs}", "for example numprocs=4")
         key = "numprocs_start"
         numprocs_start = _integer(text(key))
         key = "autostart"

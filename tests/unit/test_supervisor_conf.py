@@ -449,3 +449,21 @@ def test_errors_are_all_or_nothing_and_in_file_order(conf: Conf) -> None:
 def test_the_real_python_runs_as_given(conf: Conf) -> None:
     s = conf.one(prog(f"command={sys.executable} -u -c 'print(1)'"))
     assert s.script == sys.executable and s.args == ("-u", "-c", "print(1)")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[program:]\ncommand=/bin/true\n", "supervisord.conf:1: [program:]: the name is empty"),
+    ("[program:x\ncommand=/bin/true\n", "supervisord.conf:1:1: a section header needs a closing ]"),
+    ("[program:x]\n=value\n", "supervisord.conf:2:1: expected key=value"),
+    ("[program:x]\ncommand=\n", "supervisord.conf:2:9: [program:x] command is empty"),
+    ("[program:x]\ncommand=/bin/true\nnumprocs=0\n", "numprocs must be 1 to 1024, got 0"),
+    ("[program:all]\ncommand=/bin/true\n", 'name "all" is reserved'),
+    ('[program:x]\ncommand=/bin/true\nenvironment=A="open\n',
+     "supervisord.conf:3:13: [program:x] environment: No closing quotation"),
+])
+def test_malformed_files_get_one_clear_error(conf: Conf, text: str, message: str) -> None:
+    assert message in str(conf.error(text))
+
+
+def test_stopsignal_kill_is_allowed_as_in_supervisor(conf: Conf) -> None:
+    assert conf.one(prog(f"command={SH}\nstopsignal=KILL")).kill_signal == "SIGKILL"
