@@ -59,10 +59,27 @@ def test_leaf_modules_use_only_the_standard_library(mod):
     assert not roots(found) & THIRD_PARTY
 
 
+def test_format_readers_use_only_the_standard_library_their_parser_and_errors():
+    """pyvm2.formats turns bytes into data: it knows nothing of apps, the daemon or the CLI."""
+    allowed_own = {"pyvm2.errors", "pyvm2.units", "pyvm2.formats"}
+    found_any = False
+    for mod, path in modules().items():
+        if not mod.startswith("pyvm2.formats"):
+            continue
+        found_any = True
+        found = imports(path)
+        own = {n for n in found if n.startswith("pyvm2")} - {"pyvm2"}
+        assert all(any(n == a or n.startswith(a + ".") for a in allowed_own) for n in own), (mod, own)
+        assert not roots(found) & (THIRD_PARTY - {"json5", "yaml"}), (mod, found)
+        assert not roots(top_level_imports(path)) & {"json5", "yaml"}, mod  # imported on use
+    assert found_any
+
+
 def test_cli_never_imports_the_daemon_or_heavy_libraries():
     for mod, path in modules().items():
         if not (mod.startswith("pyvm2.cli") or mod in ("pyvm2.client", "pyvm2.spec",
-                                                        "pyvm2.ecosystem", "pyvm2.launch")):
+                                                        "pyvm2.ecosystem", "pyvm2.launch")
+                or mod.startswith("pyvm2.formats")):
             continue
         found = imports(path)
         assert not any(n.startswith("pyvm2.daemon") for n in found), (mod, found)
@@ -81,7 +98,8 @@ def test_daemon_never_imports_the_cli_side():
         if not mod.startswith("pyvm2.daemon"):
             continue
         found = imports(path)
-        assert not any(n.startswith(("pyvm2.cli", "pyvm2.client", "pyvm2.ecosystem")) for n in found), (mod, found)
+        assert not any(n.startswith(("pyvm2.cli", "pyvm2.client", "pyvm2.ecosystem", "pyvm2.formats"))
+                       for n in found), (mod, found)
         assert not roots(found) & {"typer", "click", "rich"}, (mod, found)
 
 
