@@ -558,3 +558,36 @@ def test_a_command_string_spec_survives_the_round_trip(build: Build) -> None:
     d = s.to_dict()
     d.pop("source")
     assert build(d) == s
+
+
+# ---- names from other tools -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("key", "value", "option", "note"), [
+    ("startsecs", 1, "min_uptime", "startsecs counts seconds, min_uptime milliseconds"),
+    ("startretries", 3, "max_restarts", "max_restarts = startretries + 1"),
+    ("stopsignal", "TERM", "kill_signal", "supervisor's default is TERM"),
+    ("stopwaitsecs", 10, "kill_timeout", "stopwaitsecs counts seconds"),
+    ("directory", "/srv", "cwd", "pyvm2 the file's"),
+    ("environment", "A=1", "env", "write it as"),
+    ("numprocs", 2, "instances", ""),
+    ("stdout_logfile", "AUTO", "out_file", "AUTO: leave it out"),
+    ("stderr_logfile", "NONE", "error_file", "NONE: /dev/null"),
+    ("redirect_stderr", True, "log_file", "keeps stderr in error_file"),
+    ("exitcodes", "0,2", "stop_exit_codes", "only with autorestart=unexpected"),
+])
+def test_a_supervisor_key_warns_with_the_option_it_maps_to(build: Build, key: str, value: Any,
+                                                          option: str, note: str) -> None:
+    build({"script": "app.py", key: value}, index=0)
+    (warning,) = build.warnings
+    assert warning.startswith(f'eco.json: apps[0]: unknown option "{key}": did you mean {option}? '
+                              f"(supervisor's {key})")
+    assert note in warning
+
+
+def test_supervisor_names_that_are_pm2_names_keep_working(build: Build) -> None:
+    s = build({"command": "app.py", "autorestart": False})
+    assert s.script.endswith("app.py") and s.autorestart is False and build.warnings == []
+    e = build.error({"script": "app.py", "user": "someone-else-entirely"})
+    assert "not supported yet" in e.message
+    e = build.error({"script": "app.py", "autorestart": "unexpected"})
+    assert "supervisor's value" in e.message and "stop_exit_codes" in (e.hint or "")
