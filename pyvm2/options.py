@@ -172,6 +172,9 @@ OPTIONS: tuple[Option, ...] = (
            convert=lambda v: values.check_var(values.string(v)), optional=True),
     Option("env", "`{}`", "environment; `--env <name>` merges `env_<name>` over `env`",
            foreign=(Foreign(_SUPERVISOR, "environment", 'write it as {"NAME": "value"}'),)),
+    Option("env_file", "none",
+           "a dotenv file (relative to `cwd`) read at start, under `env`; pm2 ignores it",
+           optional=True),
     Option("filter_env", "false",
            "`true` drops the inherited environment; a list drops matching names",
            convert=values.filter_env),
@@ -319,7 +322,11 @@ def unknown_key_message(key: str) -> str:
 
 def is_unset(option: Option, value: Any) -> bool:
     """pm2 skips null everywhere, and any JavaScript-falsy value of an optional option."""
-    return value is None
+    if value is None:
+        return True
+    if not option.optional:
+        return False
+    return value is False or value == "" or (type(value) in (int, float) and value == 0)
 
 
 def cli_flags() -> tuple[Option, ...]:

@@ -263,6 +263,48 @@ def _script_name(script: str) -> str:
     return stem or base
 
 
+def _build_env(b: _Builder, raw: Mapping[Any, Any], opts: _Opts, cwd: str | None,
+               env_name: str | None, deploy_env: Mapping[str, Any] | None) -> dict[str, str]:
+    """deploy.<env>.env < env_file < env < env_<env_name>; `port` sets PORT on top, as in pm2."""
+    env: dict[str, str] = {}
+    origin = b.origin
+    for var, value in (deploy_env or {}).items():
+        try:
+            text = _env_value(value)
+            if text is not None and values.check_var(values.clean(str(var))):
+                env[str(var)] = text
+        except UnitError as e:
+            b.errors.append(ConfigError(str(e), e.hint, file=origin,
+                                        path=f"deploy.{env_name}.env.{var}"))
+    env_file = raw["env_file"] if "env_file" in raw else opts.get("env_file")
+    if cwd is not None and not is_unset(BY_NAME["env_file"], env_file):
+        with b.check("env_file" if "env_file" in raw else opts.key("env_file")):
+            env.update(values.env_file(env_file, cwd))
+    if "env" in opts:
+        _env_block(b, opts.key("env"), opts.get("env"), env)
+    for key, value in raw.items():
+        if not (isinstance(key, str) and key.startswith("env_")) or value is None:
+            continue
+        selected = env_name is not None and key == f"env_{env_name}"
+        if key == "env_file" and not selected:
+            continue
+        if not isinstance(value, Mapping) and not selected:
+            continue  # pm2 accepts any value in an env_* key it is not asked to use
+        block: dict[str, str] = {}
+        _env_block(b, key, value, block)
+        if selected:
+            env.update(block)
+    if env_name is not None and f"env_{env_name}" not in raw and not deploy_env:
+        b.warn((), f'no "env_{env_name}" for --env {env_name}; using "env" alone')
+    if "port" in opts:
+        with b.check(opts.key("port")):
+            port = values.whole(opts.get("port"), "a port number")
+            if not 0 < port < 65536:
+                raise UnitError(f"port {port} is outside 1-65535", "use a port from 1 to 65535")
+            env["PORT"] = str(port)
+    return env
+
+
 def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
                  env_name: str | None = None, base_env: Mapping[str, str] | None = None,
                  warn: Warn = _warn_stderr, where: Where | None = None, index: int | None = None,
@@ -290,37 +332,6 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
 
     def keys(canonical: str, *more: Any) -> tuple[Any, ...]:
         return (opts.key(canonical), *more)
-
-    # env: deploy.<env>.env < env < env_<env_name>; `port` sets PORT on top, as in pm2.
-    env: dict[str, str] = {}
-    for var, value in (deploy_env or {}).items():
-        try:
-            text = _env_value(value)
-            if text is not None and values.check_var(values.clean(str(var))):
-                env[str(var)] = text
-        except UnitError as e:
-            b.errors.append(ConfigError(str(e), e.hint, file=origin,
-                                        path=f"deploy.{env_name}.env.{var}"))
-    if "env" in opts:
-        _env_block(b, opts.key("env"), val("env"), env)
-    for key, value in raw.items():
-        if isinstance(key, str) and key.startswith("env_") and value is not None:
-            block: dict[str, str] = {}
-            _env_block(b, key, value, block)
-            if env_name is not None and key == f"env_{env_name}":
-                env.update(block)
-    if env_name is not None and f"env_{env_name}" not in raw and not deploy_env:
-        b.warn((), f'no "env_{env_name}" for --env {env_name}; using "env" alone')
-    if "port" in opts:
-        with b.check(*keys("port")):
-            port = values.whole(val("port"), "a port number")
-            if not 0 < port < 65536:
-                raise UnitError(f"port {port} is outside 1-65535", "use a port from 1 to 65535")
-            env["PORT"] = str(port)
-    kw["env"] = env
-    if base_env is None:
-        base_env = os.environ
-    path_env = env.get("PATH") or base_env.get("PATH") or os.defpath
 
     # Options converted by their row alone; those relative to cwd come after cwd is known.
     for option in OPTIONS:
@@ -360,6 +371,10 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
             raise UnitError(f"cwd {what}: {cwd}",
                             "a relative cwd counts from the ecosystem file's directory"
                             if not cli_script else "check the path")
+    env = kw["env"] = _build_env(b, raw, opts, cwd, env_name, deploy_env)
+    if base_env is None:
+        base_env = os.environ
+    path_env = env.get("PATH") or base_env.get("PATH") or os.defpath
     script: str | None = None
     found: _Script | None = None
     if cwd is not None:

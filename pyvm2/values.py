@@ -12,7 +12,7 @@ import re
 import shlex
 from typing import Any
 
-from pyvm2.units import UnitError, parse_size, show
+from pyvm2.units import UnitError, clip, parse_size, show
 
 # `log_file: true`: the daemon puts the combined log at its default place, <logs>/<name>.log.
 # Not an absolute path, so it can never collide with a real (always absolute) log path.
@@ -115,9 +115,6 @@ def check_name(value: str, what: str) -> str:
         raise UnitError(f"{what} {show(value)} is only digits",
                         "it would be confused with a process id; use something like \"app-"
                         f"{value.strip()}\"")
-    if "/" in value:
-        raise UnitError(f"{what} {show(value)} contains \"/\"",
-                        "it would be confused with a file path; use \"-\" or \"_\" instead")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise UnitError(f"{what} {show(value)} contains a control character",
                         "use letters, digits, spaces and - _ . :")
@@ -240,3 +237,40 @@ def filter_env(value: Any) -> bool | tuple[str, ...]:
         return value
     names = words([value] if isinstance(value, str) else value, "filter_env names")
     return names or False
+
+
+def env_file(value: Any, cwd: str) -> dict[str, str]:
+    """The variables of a dotenv file (`env_file`, relative to the app's cwd), read now.
+
+    python-dotenv's syntax: `NAME=value`, `export NAME=value`, quotes, `# comments` and
+    `${NAME}` from the file or the shell starting pyvm2. A line it cannot read is an error.
+    """
+    import io
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    path = expand(string(value, "a file path"), cwd)
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read(1024 * 1024 + 1)
+    except FileNotFoundError:
+        raise UnitError(f"env_file not found: {path}",
+                        f"a relative env_file counts from the app's cwd ({cwd})") from None
+    except IsADirectoryError:
+        raise UnitError(f"env_file is a directory: {path}", "point it at a dotenv file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UnitError(f"cannot read env_file {path}: {getattr(e, 'strerror', None) or e}",
+                        "save it as UTF-8 text readable by you") from None
+    if len(text) > 1024 * 1024:
+        raise UnitError(f"env_file {path} is larger than 1 MiB", "is this the right file?")
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.string.strip()
+            raise UnitError(f"{path}:{binding.original.line}: cannot read {show(clip(line, 60))}",
+                            "a dotenv line looks like NAME=value (quote values with spaces)")
+    out: dict[str, str] = {}
+    for name, text_value in dotenv_values(stream=io.StringIO(text)).items():
+        if text_value is not None:  # a bare NAME sets nothing, as in python-dotenv
+            out[check_var(clean(name))] = clean(text_value)
+    return out
