@@ -40,7 +40,7 @@ class Flag(NamedTuple):
     decls: tuple[str, ...]
     help: str = ""
     kind: str = "text"
-    convert: Callable[[str], Any] | None = None
+    convert: Callable[[Any], Any] | None = None  # gets a str, or a list of them for "list"
 
 
 class Foreign(NamedTuple):

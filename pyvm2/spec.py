@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from pyvm2 import values
 from pyvm2.errors import ConfigError
+from pyvm2.formats.text import Where
 from pyvm2.launch import resolve_launch
 from pyvm2.options import (
     BY_NAME,
@@ -117,7 +118,6 @@ class AppSpec:
 # ---- building an AppSpec from pm2 options ------------------------------------------------------
 
 Warn = Callable[[str], None]
-Where = Callable[[tuple[Any, ...]], tuple[int, int] | None]
 
 class ConfigErrors(ConfigError):
     """Several problems at once: shown as the first, with the count in the hint; all in `errors`."""
