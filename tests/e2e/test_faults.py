@@ -48,3 +48,32 @@ def test_stray_signals_do_not_end_the_daemon(pv: Pyvm2, sig: str) -> None:
              what=f"the daemon to log {sig}")
     assert alive(pid) and pv.daemon_pid() == pid
     assert pv.proc("t")["pid"] == app_pid
+
+
+def test_pid_and_log_files_are_never_written_through_planted_symlinks(pv: Pyvm2) -> None:
+    shared = pv.workdir / "shared"
+    shared.mkdir()
+    secret = pv.workdir / "root-only.conf"
+    secret.write_text("secret = 1\n")
+    for name in ("t.pid", "t-out.log", "t-err.log"):
+        (shared / name).symlink_to(secret)
+    eco = pv.write_eco([pv.app("t", "ticker.py", pid_file=str(shared / "t.pid"),
+                               out_file=str(shared / "t-out.log"),
+                               error_file=str(shared / "t-err.log"))])
+    pv.ok("start", str(eco))
+    pv.wait_status("t", "online")
+    pv.ok("flush", "t")
+    pv.ok("stop", "t")
+    assert secret.read_text() == "secret = 1\n"
+    described = pv.ok("describe", "t").out
+    assert "symbolic link" in described, described
+
+
+def test_a_pid_file_naming_an_existing_file_is_neither_overwritten_nor_deleted(pv: Pyvm2) -> None:
+    precious = pv.workdir / "precious.txt"
+    precious.write_text("not a pid\n")
+    eco = pv.write_eco([pv.app("t", "ticker.py", pid_file=str(precious))])
+    pv.ok("start", str(eco))
+    pv.wait_status("t", "online")
+    pv.ok("stop", "t")
+    assert precious.read_text() == "not a pid\n"
