@@ -59,6 +59,36 @@ def _log_path(base: str, pm_id: int, suffix: bool) -> str:
 
 
 class Daemon:
+    """The registry pm_id -> ManagedProcess of one PYVM2_HOME, and everything around it: the
+    commands the CLI sends (`cmd_*`, through `dispatch`), the schedules that restart apps on their
+    own (cron, watch, the memory limit), the journal, start-up and shutdown.
+
+    Owns: `procs` and `next_id` (created by `_create`, removed by `_delete`, `kill` and nothing
+    else), the cron jobs and the watcher (one per daemon, shared by every watching app), the
+    monitor, the daemon log, the settings from config.json.
+
+    Threads: everything runs on one event loop. Off the loop: the monitor's sampling and the
+    spawner's /proc scans (asyncio.to_thread, results handed back to the loop), journal and dump
+    writes (to_thread), log rotation and compression (`_background`, the loop's executor), the
+    watcher's observer threads (which call back through the loop), and exit watchers where pidfd
+    is missing. None of them touch `procs` or an instance.
+
+    Automatic restarts have one entry, `request_restart(target, reason, trigger)`: cron ticks,
+    watch bursts and the monitor's memory check call it; the instance decides under its lock
+    whether and when (see ManagedProcess). A restart of a watched app mutes its watch briefly
+    afterwards, so what the app writes while starting does not restart it again.
+
+    Invariants:
+
+    * After every command, `sync_schedules` makes cron and watch follow `desired`: they run for
+      apps the user wants running and pause on a user's stop.
+    * A command in PERSISTED answers only once the journal holds its effect on disk.
+    * SIGTERM stops every app but keeps `desired`, so the next daemon brings them back; `kill`
+      stops and forgets them. A handover (`update`) leaves them running for the next daemon to
+      adopt; so does a lost socket, which also leaves the journal alone (another daemon may own
+      it).
+    """
+
     def __init__(self, home: Home) -> None:
         self.home = home
         self.procs: dict[int, ManagedProcess] = {}
@@ -380,8 +410,8 @@ class Daemon:
             if want and not have:
                 from pyvm2.daemon.cron import CronJob
 
-                job = CronJob(loop, want, lambda pm_id=pm_id, pattern=want: self.request_restart(
-                    pm_id, f"cron_restart {pattern}", Trigger.CRON))
+                job = CronJob(loop, want, functools.partial(
+                    self.request_restart, pm_id, f"cron_restart {want}", Trigger.CRON))
                 job.start()
                 self._crons[pm_id] = (want, job)
         for pm_id in [i for i in self._crons if i not in self.procs]:
