@@ -53,11 +53,6 @@ def is_allowed(old: Status, new: Status) -> bool:
     return new in TRANSITIONS[old]
 
 
-def is_running(status: Status | str) -> bool:
-    """A process exists (or is being created) for this status."""
-    return Status(status) in (S.LAUNCHING, S.ONLINE, S.STOPPING)
-
-
 def is_settled(status: Status | str) -> bool:
     """Nothing more will happen without a command or a timer."""
     return Status(status) in (S.STOPPED, S.ERRORED)

@@ -9,7 +9,6 @@ from pyvm2.status import (
     Desired,
     Status,
     is_allowed,
-    is_running,
     is_settled,
 )
 
@@ -51,6 +50,4 @@ def test_desired_is_one_of_two_strings():
 
 
 def test_predicates():
-    assert is_running("online") and is_running(Status.STOPPING)
-    assert not is_running("waiting restart")
     assert is_settled("errored") and is_settled("stopped") and not is_settled("online")
