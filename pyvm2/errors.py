@@ -56,6 +56,10 @@ class DaemonError(Pyvm2Error):
     code = 3
 
 
+class DaemonNotRunning(DaemonError):
+    """No daemon answers on the socket (and none was to be started)."""
+
+
 class SpawnError(Pyvm2Error):
     """A process could not be started (interpreter missing, cwd gone, exec failed)."""
 

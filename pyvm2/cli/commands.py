@@ -12,7 +12,7 @@ import typer
 from pyvm2 import cli
 from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
-from pyvm2.errors import ConfigError, NotFound, Pyvm2Error, UsageError
+from pyvm2.errors import ConfigError, DaemonNotRunning, NotFound, Pyvm2Error, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -53,7 +53,10 @@ def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
 
 def _report(actions: list[dict]) -> None:
     for a in actions:
-        cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
+        if a.get("pm_id") is None:
+            cli.warn(f"[{a['name']}] {a['action']}")
+        else:
+            cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
 
 
 def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
@@ -329,7 +332,7 @@ def kill() -> None:
     client = Client()
     try:
         client.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("pyvm2 daemon is not running")
         return
     pid = daemon_pid(client.home)
@@ -384,7 +387,7 @@ def update() -> None:
     old = Client()
     try:
         old.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("no daemon was running; starting pyvm2 " + __version__)
         _client()
         return
