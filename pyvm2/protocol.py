@@ -172,6 +172,9 @@ def decode(line: bytes) -> Any:
 
 def command(name: Any) -> Command:
     c = COMMANDS.get(name) if isinstance(name, str) else None
+    if c is None and name is None:
+        raise BadRequest("the request names no command (its \"cmd\" key)",
+                         wire_code=E_UNKNOWN_COMMAND)
     if c is None:
         raise BadRequest(f"unknown command {str(name)[:60]!r}", wire_code=E_UNKNOWN_COMMAND)
     return c
