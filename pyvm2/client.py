@@ -99,10 +99,11 @@ class Client:
     def call(self, cmd: str, args: dict[str, Any] | None = None,
              timeout: float | None = 60.0) -> Any:
         """Send `cmd` (its arguments checked against `protocol.COMMANDS`), return the reply's data."""
-        request = protocol.request(self._next_id, cmd, args)
+        protocol.command(cmd).check_args(args or {})   # a CLI bug shows before any connection
         if self.sock is None:
             self.connect()
         assert self.sock is not None and self._file is not None
+        request = protocol.request(self._next_id, cmd, args)
         self._next_id += 1
         self.sock.settimeout(timeout)
         try:
