@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, BinaryIO
 
 from pyvm2 import __version__, protocol
 from pyvm2.errors import DaemonError, DaemonNotRunning, NotFound, Pyvm2Error
@@ -21,7 +21,7 @@ class Client:
     def __init__(self, home: Home | None = None) -> None:
         self.home = home or Home.from_env()
         self.sock: socket.socket | None = None
-        self._file = None
+        self._file: BinaryIO | None = None
         self._next_id = 1
         self.spawned = False
         self.daemon_version: str | None = None

@@ -33,6 +33,12 @@ if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches o
 PERSISTED = frozenset({"start", "stop", "restart", "delete", "reset", "resurrect"})
 #: After a restart, file changes seen during it and this long after are dropped.
 WATCH_MUTE_S = 0.25
+#: Signals whose default action would end the daemon and that mean nothing to it: a stray
+#: `kill -USR1` must not cost the apps their supervisor. Handled, not ignored, so that children
+#: still start with the default action.
+_STRAY_SIGNALS = tuple(getattr(signal, n) for n in (
+    "SIGUSR1", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+    if hasattr(signal, n))
 #: How often the monitor samples cpu and memory of every app's tree.
 SAMPLE_INTERVAL_S = 1.0
 #: `start` and `restart` answer once every instance is settled, or after this long.
@@ -48,6 +54,25 @@ class Settings:
     log_max_size: int = 10 * 1024 * 1024
     log_retain: int = 5
     log_compress: bool = False
+
+
+def _retain(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not 0 <= value <= 10_000:
+        raise ValueError(f"expected a whole number of files from 0 to 10000, got {value!r}")
+    return int(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+#: config.json's keys and how each is read.
+_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "log_max_size": parse_log_size, "log_retain": _retain, "log_compress": _flag,
+}
 
 
 def _log_path(base: str, pm_id: int, suffix: bool) -> str:
@@ -82,24 +107,30 @@ class Daemon:
 
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:
-        """Read $PYVM2_HOME/config.json; a bad file is reported and the defaults are kept."""
-        problem = None
+        """Read $PYVM2_HOME/config.json. A file that cannot be read or parsed keeps every default;
+        a bad value keeps that setting's default. Either way the daemon starts and says why."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
         try:
             with open(self.home.config, "rb") as f:
                 raw = json.load(f)
             if not isinstance(raw, dict):
                 raise ValueError("expected a JSON object")
-            self.settings = Settings(
-                log_max_size=parse_log_size(raw.get("log_max_size", Settings.log_max_size)),
-                log_retain=int(raw.get("log_retain", Settings.log_retain)),
-                log_compress=bool(raw.get("log_compress", Settings.log_compress)))
         except FileNotFoundError:
-            self.settings = Settings()
-        except (OSError, ValueError, TypeError) as e:
-            self.settings = Settings()
-            problem = f"ignoring {self.home.config}: {e}"
+            raw = {}
+        except (OSError, ValueError, RecursionError) as e:
+            raw = {}
+            problems.append(f"ignoring {self.home.config}: {e}")
+        for key, convert in _SETTINGS.items():
+            if key in raw:
+                try:
+                    values[key] = convert(raw[key])
+                except (ValueError, TypeError, OverflowError, Pyvm2Error) as e:
+                    problems.append(f"ignoring {key} in {self.home.config}: {e}; "
+                                    f"keeping {getattr(Settings, key)!r}")
+        self.settings = Settings(**values)
         self._log = LogFile(str(self.home.log), lambda _m: None, self.rotation_for(None))
-        if problem:
+        for problem in problems:
             self.log(problem)
 
     def rotation_for(self, spec: AppSpec | None) -> Rotation:
@@ -202,6 +233,8 @@ class Daemon:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGUSR2, self.reopen_logs)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        for sig in _STRAY_SIGNALS:
+            loop.add_signal_handler(sig, self.log, f"ignored signal {signal.Signals(sig).name}")
         await self.restore()
         server = Server(self)
         await server.start()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyvm2.daemon import policy, spawn, tree
+from pyvm2.daemon import policy, safefs, spawn, tree
 from pyvm2.daemon.logs import LogSink, Rotation
 from pyvm2.errors import SpawnError
 from pyvm2.spec import AppSpec
@@ -206,9 +206,11 @@ class ManagedProcess:
 
     def flush_logs(self) -> None:
         for p in {self.paths.out, self.paths.err, self.paths.combined}:
-            if p and p != "/dev/null" and os.path.exists(p):
-                with contextlib.suppress(OSError), open(p, "r+b") as f:
-                    f.truncate(0)
+            if p and p != "/dev/null":
+                try:
+                    safefs.truncate(p)
+                except OSError as e:
+                    self._log_warning(f"cannot flush {p}: {e.strerror or e}")
 
     def cancel_timer(self) -> None:
         if self._timer is not None:
@@ -300,24 +302,18 @@ class ManagedProcess:
         self.hooks.log(f"App [{self.label}] re-adopted (pid {run.pid})")
         self.hooks.changed()
 
-    def _write_pid(self, pid: int | None) -> None:
-        path = self.paths.pid
+    def _write_pid(self, pid: int) -> None:
         try:
-            if pid is None:
-                os.unlink(path)
-            else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "w") as f:
-                    f.write(str(pid))
-        except OSError:
-            pass
+            safefs.write_pid(self.paths.pid, pid)
+        except OSError as e:
+            self._log_warning(f"cannot write pid file {self.paths.pid}: {e.strerror or e}")
 
     def _finish_run(self, run: spawn.Run) -> None:
         if self.run is run:
             self.run = None
         self.exit_code = run.exit_code
         spawn.remove_fifos(self.hooks.run_dir, run.token)
-        self._write_pid(None)
+        safefs.remove_pid(self.paths.pid, run.pid)
         self.cpu, self.memory = 0.0, 0
 
     async def _supervise(self, run: spawn.Run) -> None:

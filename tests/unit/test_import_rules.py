@@ -11,7 +11,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "pyvm2"
 LEAF = {"pyvm2.errors", "pyvm2.status", "pyvm2.units", "pyvm2.paths", "pyvm2.protocol"}
-THIRD_PARTY = {"typer", "click", "rich", "psutil", "watchdog", "json5", "yaml", "croniter"}
+THIRD_PARTY = {"typer", "click", "rich", "psutil", "watchdog", "json5", "yaml", "croniter", "dotenv"}
 
 
 def modules() -> dict[str, Path]:
@@ -59,11 +59,29 @@ def test_leaf_modules_use_only_the_standard_library(mod):
     assert not roots(found) & THIRD_PARTY
 
 
+def test_format_readers_use_only_the_standard_library_their_parser_and_errors():
+    """pyvm2.formats turns bytes into data: it knows nothing of apps, the daemon or the CLI."""
+    allowed_own = {"pyvm2.errors", "pyvm2.units", "pyvm2.formats"}
+    found_any = False
+    for mod, path in modules().items():
+        if not mod.startswith("pyvm2.formats"):
+            continue
+        found_any = True
+        found = imports(path)
+        own = {n for n in found if n.startswith("pyvm2")} - {"pyvm2"}
+        assert all(any(n == a or n.startswith(a + ".") for a in allowed_own) for n in own), (mod, own)
+        assert not roots(found) & (THIRD_PARTY - {"json5", "yaml"}), (mod, found)
+        assert not roots(top_level_imports(path)) & {"json5", "yaml"}, mod  # imported on use
+    assert found_any
+
+
 def test_cli_never_imports_the_daemon_or_heavy_libraries():
     for mod, path in modules().items():
         if not (mod.startswith("pyvm2.cli") or mod in ("pyvm2.client", "pyvm2.spec",
                                                         "pyvm2.ecosystem", "pyvm2.launch",
-                                                        "pyvm2.cronexpr")):
+                                                        "pyvm2.options", "pyvm2.values",
+                                                        "pyvm2.cronexpr")
+                or mod.startswith("pyvm2.formats")):
             continue
         found = imports(path)
         assert not any(n.startswith("pyvm2.daemon") for n in found), (mod, found)
@@ -82,7 +100,8 @@ def test_daemon_never_imports_the_cli_side():
         if not mod.startswith("pyvm2.daemon"):
             continue
         found = imports(path)
-        assert not any(n.startswith(("pyvm2.cli", "pyvm2.client", "pyvm2.ecosystem")) for n in found), (mod, found)
+        assert not any(n.startswith(("pyvm2.cli", "pyvm2.client", "pyvm2.ecosystem", "pyvm2.formats"))
+                       for n in found), (mod, found)
         assert not roots(found) & {"typer", "click", "rich"}, (mod, found)
 
 
@@ -96,12 +115,14 @@ def test_watch_monitor_and_cron_never_import_daemon_or_process():
 
 
 def test_heavy_parsers_are_imported_lazily():
-    for mod in ("pyvm2.ecosystem", "pyvm2.spec", "pyvm2.cli.commands"):
-        assert not roots(top_level_imports(modules()[mod])) & {"json5", "yaml", "croniter", "rich"}, mod
+    for mod in ("pyvm2.ecosystem", "pyvm2.spec", "pyvm2.options", "pyvm2.values",
+                "pyvm2.cli.commands"):
+        heavy = {"json5", "yaml", "croniter", "rich", "dotenv"}
+        assert not roots(top_level_imports(modules()[mod])) & heavy, mod
 
 
 def test_importing_pyvm2_list_path_loads_no_heavy_module():
     code = ("import sys, pyvm2.cli, pyvm2.cli.commands, pyvm2.client; "
-            "print(' '.join(sorted(m for m in ('asyncio','psutil','watchdog','json5','yaml','croniter','rich') if m in sys.modules)))")
+            "print(' '.join(sorted(m for m in ('asyncio','psutil','watchdog','json5','yaml','croniter','rich','dotenv') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"loaded on the list path: {out}"
