@@ -18,8 +18,6 @@ from pyvm2.units import UnitError, clip, parse_size, show
 # Not an absolute path, so it can never collide with a real (always absolute) log path.
 LOG_FILE_DEFAULT = "<default>"
 TIME_FORMAT = "YYYY-MM-DDTHH:mm:ss"
-CRON_NICKNAMES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
-                            "@hourly"})
 MAX_INSTANCES = 1024
 
 
@@ -143,27 +141,17 @@ def log_path(value: Any, cwd: str, *, allow_true: bool = False) -> str | None:
 
 
 def cron(value: Any) -> str | None:
+    """A cron pattern, checked by the validator the daemon uses too; 0 disables it."""
     if value in (0, "0") and not isinstance(value, bool):
         return None
-    text = " ".join(string(value, 'a cron pattern like "0 3 * * *"').split())
-    if text.lower() in CRON_NICKNAMES:
-        return text.lower()
-    fields = len(text.split())
-    hint = ('5 fields (minute hour day month weekday) or 6 with seconds first, '
-            'for example "0 3 * * *" (03:00 every day); 0 disables it')
-    if fields not in (5, 6):
-        raise UnitError(f"expected a cron pattern of 5 or 6 fields, got {show(value)}", hint)
-    try:
-        from croniter import croniter
-    except ImportError:
-        return text
-    try:
-        valid = croniter.is_valid(text, second_at_beginning=True)
-    except Exception:
-        valid = False
-    if not valid:
-        raise UnitError(f"invalid cron pattern {show(value)}", hint)
-    return text
+    text = string(value, 'a cron pattern like "0 3 * * *"')
+    from pyvm2.cronexpr import normalize, validate
+
+    problem = validate(text)
+    if problem is not None:
+        raise UnitError(problem, '5 fields (minute hour day month weekday) or 6 with seconds '
+                                 'first, for example "0 3 * * *" (03:00 every day); 0 disables it')
+    return normalize(text)
 
 
 def current_user_matches(value: Any, group: bool) -> bool:

@@ -15,7 +15,7 @@ import typer
 from pyvm2 import cli
 from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
-from pyvm2.errors import ConfigError, NotFound, Pyvm2Error, UsageError
+from pyvm2.errors import ConfigError, DaemonNotRunning, NotFound, Pyvm2Error, UsageError
 from pyvm2.options import cli_flags
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -57,7 +57,10 @@ def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
 
 def _report(actions: list[dict]) -> None:
     for a in actions:
-        cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
+        if a.get("pm_id") is None:
+            cli.warn(f"[{a['name']}] {a['action']}")
+        else:
+            cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
 
 
 def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
@@ -333,7 +336,7 @@ def kill() -> None:
     client = Client()
     try:
         client.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("pyvm2 daemon is not running")
         return
     pid = daemon_pid(client.home)
@@ -388,7 +391,7 @@ def update() -> None:
     old = Client()
     try:
         old.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("no daemon was running; starting pyvm2 " + __version__)
         _client()
         return
