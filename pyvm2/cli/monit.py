@@ -9,13 +9,13 @@ import sys
 import termios
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyvm2.cli.render import STATUS_STYLES, format_cpu, format_memory, format_uptime
+from pyvm2.cli.render import format_cpu, format_memory, format_uptime
+from pyvm2.cli.term import NOT_RUNNING, escape_controls, status_style
 from pyvm2.errors import Pyvm2Error, UsageError
 
 if TYPE_CHECKING:
@@ -37,8 +37,6 @@ MESSAGE_S = 6.0
 TAIL_BYTES = 64 * 1024
 #: Terminals at least this wide get the list on the left and details + log on the right.
 WIDE = 110
-
-_NOT_RUNNING = frozenset({"stopped", "errored", "waiting restart"})
 
 _SEQUENCES: dict[bytes, str] = {
     b"\x1b[A": "up", b"\x1b[B": "down", b"\x1bOA": "up", b"\x1bOB": "down",
@@ -191,11 +189,7 @@ def _signals(wake_fd: int) -> Iterator[None]:
 
 def _safe(value: Any) -> str:
     """User-supplied text with control characters shown escaped, so it cannot move the cursor."""
-    text = "" if value is None else str(value)
-    if text.isprintable():
-        return text
-    return "".join(ch.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return escape_controls("" if value is None else str(value))
 
 
 def _env(proc: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -221,7 +215,7 @@ def _row(proc: Mapping[str, Any], now_ms: float) -> tuple[str, ...]:
     monit = proc.get("monit") if isinstance(proc.get("monit"), Mapping) else {}
     cpu, mem = _num(monit.get("cpu")), _num(monit.get("memory"))
     started = _num(env.get("pm_uptime"))
-    running = status not in _NOT_RUNNING
+    running = status not in NOT_RUNNING
     return (
         _or_dash(proc.get("pm_id")),
         _or_dash(proc.get("name")),
@@ -241,7 +235,7 @@ def _details(proc: Mapping[str, Any], now_ms: float) -> tuple[tuple[str, str], .
     pid = proc.get("pid")
     return (
         ("status", status),
-        ("pid", _or_dash(pid) if status not in _NOT_RUNNING and pid else "-"),
+        ("pid", _or_dash(pid) if status not in NOT_RUNNING and pid else "-"),
         ("uptime", format_uptime(now_ms - started)
          if status == "online" and started is not None else "-"),
         ("restarts", _or_dash(env.get("restart_time", 0))),
@@ -519,7 +513,7 @@ def _apps_panel(view: _View, height: int) -> RenderableType:
     for i, row in enumerate(shown, start=view.offset):
         cells = [Text(c) for c in row]
         cells[0].stylize("bold cyan")
-        cells[2].stylize(STATUS_STYLES.get(row[2], "bold red"))
+        cells[2].stylize(status_style(row[2]))
         selected = i == view.index
         table.add_row(Text("▶" if selected else " ", style="bold"), *cells,
                       style="reverse" if selected else None)
@@ -541,7 +535,7 @@ def _details_panel(view: _View, height: int, columns: int) -> RenderableType:
         grid.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
     cells: list[Text] = []
     for label, value in view.details:
-        style = STATUS_STYLES.get(value, "bold red") if label == "status" else ""
+        style = status_style(value) if label == "status" else ""
         cells += [Text(label), Text(value, style=style)]
     for start in range(0, len(cells), 2 * columns):
         chunk = cells[start:start + 2 * columns]

@@ -14,8 +14,8 @@ import pytest
 from rich.cells import cell_len
 
 import pyvm2.cli.render as render_module
+from pyvm2.cli import term
 from pyvm2.cli.render import (
-    STATUS_STYLES,
     choose_layout,
     describe_rows,
     format_cpu,
@@ -24,6 +24,7 @@ from pyvm2.cli.render import (
     render_describe,
     render_list,
 )
+from pyvm2.cli.term import STATUS_STYLES
 from pyvm2.status import Status
 
 NOW = 1_700_000_000_000.0
@@ -462,7 +463,7 @@ def test_every_cell_gets_its_style_and_the_padding_stays_inside_it() -> None:
     ],
 )
 def test_rich_style_names_map_to_sgr_codes(style: str, sgr: str) -> None:
-    assert render_module._sgr(style) == sgr
+    assert term.sgr(style) == sgr
 
 
 WIDE_PROCS = [
