@@ -13,6 +13,7 @@ from pyvm2 import cli
 from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
 from pyvm2.errors import ConfigError, NotFound, Pyvm2Error, UsageError
+from pyvm2.procfs import STATE, stat_fields
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -447,11 +448,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[STATE] != b"Z"
 
 
 @app.command(help="A live dashboard: apps, cpu, memory, logs; keys ↑/↓ r s q.")

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from pyvm2.cli.term import paint
+from pyvm2.tail import tail_lines
 
 POLL_S = 0.2
 GREEN, RED, BLUE, GREY, DIM = "green", "red", "blue", "bright_black", "dim"
@@ -26,31 +27,6 @@ class Followed:
 
     def keep(self, line: bytes) -> bool:
         return not self.needles or any(n in line for n in self.needles)
-
-
-def tail_lines(path: str, n: int) -> list[bytes]:
-    """The last n lines of a file, reading backwards in blocks (never the whole file)."""
-    if n <= 0:
-        return []
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            end = f.tell()
-            block = 8192
-            data = b""
-            pos = end
-            while pos > 0 and data.count(b"\n") <= n:
-                step = min(block, pos)
-                pos -= step
-                f.seek(pos)
-                data = f.read(step) + data
-                block *= 2
-    except OSError:
-        return []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines[-n:]
 
 
 def show_logs(procs: list[dict], *, target: str, daemon_log: str, lines: int, follow: bool,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pyvm2.cli.render import format_cpu, format_memory, format_uptime
 from pyvm2.cli.term import NOT_RUNNING, escape_controls, status_style
 from pyvm2.errors import Pyvm2Error, UsageError
+from pyvm2.tail import tail_lines
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -249,24 +250,6 @@ def _details(proc: Mapping[str, Any], now_ms: float) -> tuple[tuple[str, str], .
     )
 
 
-def _tail(path: str, n: int) -> list[bytes]:
-    """The last n lines of path, reading at most TAIL_BYTES from its end."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            start = max(0, size - TAIL_BYTES)
-            f.seek(start)
-            data = f.read(TAIL_BYTES)
-    except OSError:
-        return []
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    if start > 0 and len(lines) > 1:
-        lines.pop(0)  # cut in the middle
-    return lines[-n:]
-
-
 class _LogCache:
     """Tails of log files, read again only when a file's size, mtime or inode changes."""
 
@@ -290,7 +273,7 @@ class _LogCache:
             stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
             cached = self._seen.get((path, n))
             if cached is None or cached[0] != stamp:
-                self._seen[(path, n)] = (stamp, _tail(path, n))
+                self._seen[(path, n)] = (stamp, tail_lines(path, n, max_bytes=TAIL_BYTES))
         # Keep only the selected app's files: the cache must not grow with every app visited.
         shown = {(p, n) for _m, p, _e in files}
         for key in [k for k in self._seen if k not in shown]:

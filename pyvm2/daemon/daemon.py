@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pyvm2 import __version__
 from pyvm2.daemon import spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
-from pyvm2.daemon.logs import LogFile, Rotation
+from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
 from pyvm2.errors import NotFound, Pyvm2Error, UsageError
@@ -45,8 +45,8 @@ SETTLE_ONLINE_S = 1.0
 class Settings:
     """Global settings from $PYVM2_HOME/config.json; each app may override them."""
 
-    log_max_size: int = 10 * 1024 * 1024
-    log_retain: int = 5
+    log_max_size: int = DEFAULT_MAX_SIZE
+    log_retain: int = DEFAULT_RETAIN
     log_compress: bool = False
 
 

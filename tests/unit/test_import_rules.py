@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "pyvm2"
-LEAF = {"pyvm2.errors", "pyvm2.status", "pyvm2.units", "pyvm2.paths", "pyvm2.protocol"}
+LEAF = {"pyvm2.errors", "pyvm2.status", "pyvm2.units", "pyvm2.paths", "pyvm2.protocol",
+        "pyvm2.tail", "pyvm2.procfs"}
 THIRD_PARTY = {"typer", "click", "rich", "psutil", "watchdog", "json5", "yaml", "croniter"}
 
 
