@@ -18,7 +18,8 @@ from watchdog.observers.api import BaseObserver, EventEmitter
 from watchdog.observers.polling import PollingObserver
 
 from pyvm2.daemon import watch
-from pyvm2.daemon.watch import Watcher, is_ignored
+from pyvm2.daemon.watch import Watcher
+from pyvm2.daemon.watch_rules import is_ignored
 
 # Longer than the quiet period plus scheduling slack: a second callback for the same burst
 # would have arrived by then. Only used to assert that nothing more happens.
