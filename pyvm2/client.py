@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 from pyvm2 import __version__, protocol
 from pyvm2.errors import DaemonError, NotFound, Pyvm2Error
@@ -22,7 +22,7 @@ class Client:
     def __init__(self, home: Home | None = None) -> None:
         self.home = home or Home.from_env()
         self.sock: socket.socket | None = None
-        self._file = None
+        self._file: IO[bytes] | None = None
         self._next_id = 1
         self.spawned = False
         self.daemon_version: str | None = None

@@ -356,11 +356,11 @@ class _Walk:
                 self.state = "broken"
         elif state == "colon":
             self.state = "value" if t == ":" else "broken"
+        elif state == "after" and not self.stack:
+            self.state = "broken"
         elif state == "after":
-            frame = self.stack[-1] if self.stack else None
-            if frame is None:
-                self.state = "broken"
-            elif t == ",":
+            frame = self.stack[-1]
+            if t == ",":
                 if frame.kind == "[":
                     frame.index += 1
                     self.state = "value"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +14,9 @@ from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
 from pyvm2.errors import ConfigError, NotFound, Pyvm2Error, UsageError
 from pyvm2.procfs import STATE, stat_fields
+
+if TYPE_CHECKING:
+    from pyvm2.spec import AppSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -190,7 +193,7 @@ def _looks_like_script(t: str) -> bool:
         or " " in t or shutil.which(t) is not None
 
 
-def _apply_flags(spec, flags: dict[str, Any]):
+def _apply_flags(spec: AppSpec, flags: dict[str, Any]) -> AppSpec:
     """CLI flags given with an ecosystem file override each app's value (pm2's rule)."""
     import dataclasses
 

@@ -181,8 +181,8 @@ def _signals(wake_fd: int) -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, old in saved:
-            signal.signal(signum, old)
+        for number, old in saved:
+            signal.signal(number, old)
 
 
 # --- reading the jlist shape and the log files ---------------------------------------------------
@@ -213,7 +213,7 @@ def _or_dash(value: Any) -> str:
 def _row(proc: Mapping[str, Any], now_ms: float) -> tuple[str, ...]:
     env = _env(proc)
     status = str(env.get("status") or "-")
-    monit = proc.get("monit") if isinstance(proc.get("monit"), Mapping) else {}
+    monit = proc["monit"] if isinstance(proc.get("monit"), Mapping) else {}
     cpu, mem = _num(monit.get("cpu")), _num(monit.get("memory"))
     started = _num(env.get("pm_uptime"))
     running = status not in NOT_RUNNING
@@ -276,8 +276,8 @@ class _LogCache:
                 self._seen[(path, n)] = (stamp, tail_lines(path, n, max_bytes=TAIL_BYTES))
         # Keep only the selected app's files: the cache must not grow with every app visited.
         shown = {(p, n) for _m, p, _e in files}
-        for key in [k for k in self._seen if k not in shown]:
-            del self._seen[key]
+        for stale in [k for k in self._seen if k not in shown]:
+            del self._seen[stale]
         merged: list[tuple[str, bool]] = []
         for _mtime, path, is_err in sorted(files):
             merged.extend((line.decode("utf-8", errors="replace").rstrip("\r"), is_err)

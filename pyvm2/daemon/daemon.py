@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -377,7 +378,7 @@ class Daemon:
             if want and not have:
                 from pyvm2.daemon.cron import CronJob
 
-                job = CronJob(loop, want, lambda pm_id=pm_id, pattern=want: self.request_restart(pm_id, f"cron_restart {pattern}"))
+                job = CronJob(loop, want, functools.partial(self.request_restart, pm_id, f"cron_restart {want}"))
                 job.start()
                 self._crons[pm_id] = (want, job)
         for pm_id in [i for i in self._crons if i not in self.procs]:
@@ -398,9 +399,9 @@ class Daemon:
 
                 self._watcher = Watcher(loop, self.log)
             key = self._watch_keys.setdefault(name, len(self._watch_keys))
-            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch),
+            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch or ()),
                               ignore=list(spec.ignore_watch), extra_ignore=extra, delay_ms=spec.watch_delay,
-                              on_change=lambda paths, name=name: self._files_changed(name, paths))
+                              on_change=functools.partial(self._files_changed, name))
             self._watching[name] = sig
             self.log(f"[Watch] Start watching {name}")
         for name in [n for n in self._watching if n not in wanted]:

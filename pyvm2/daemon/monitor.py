@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pyvm2.procfs import PPID, PROC, RSS, STATE, STIME, UTIME, stat_fields
@@ -118,7 +118,7 @@ def _stat(pid: int) -> tuple[int, float, int] | None:
         return None
 
 
-def _trees_linux(roots, all_threads: bool = True) -> dict[int, tuple[int, float, int]]:
+def _trees_linux(roots: Iterable[int], all_threads: bool = True) -> dict[int, tuple[int, float, int]]:
     """Only the apps' own trees, found through the kernel's children lists: the cost follows
     the number of app processes, not of every process on the machine. Children forked by a
     thread other than the main one are seen when `all_threads` is set."""

@@ -85,7 +85,7 @@ def _alternation(parts: Iterable[str], tail: str = "") -> re.Pattern[str] | None
     return re.compile("(?:" + "|".join(f"(?:{p})" for p in parts) + ")" + tail, re.S) if parts else None
 
 
-_ALWAYS_NAMES_RE = _alternation(_segment_re(g) for g in ALWAYS_IGNORED_NAMES)
+_ALWAYS_NAMES_RE = re.compile("|".join(f"(?:{_segment_re(g)})" for g in ALWAYS_IGNORED_NAMES), re.S)
 
 
 def under(path: str, top: str) -> bool:
