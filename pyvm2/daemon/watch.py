@@ -1,5 +1,5 @@
 """Watch mode: one shared watchdog observer, debounced change callbacks, polling fallback; the
-ignore rules it applies are in watch_rules."""
+ignore rules it applies are in watch_rules, its pruning inotify observer in watch_inotify."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserverVFS
 
+from pyvm2.daemon.watch_inotify import LIMIT_ERRNOS, pruning_inotify_observer
 from pyvm2.daemon.watch_rules import Rules, under
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,6 @@ MAX_WAIT_S = 2.0     # ...but a tree written without pause still gets a restart 
 MAX_PATHS = 20       # paths reported per change; a git checkout can touch thousands
 POLL_INTERVAL_S = 2.0
 
-_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
 _FILE_KINDS = frozenset({"created", "modified", "deleted", "moved", "attrib"})
 # A new directory counts through the files that appear in it; a directory's own "modified" only
 # echoes the file events inside it. A directory deleted or moved away takes code with it.
@@ -415,7 +415,7 @@ class Watcher:
             try:
                 observer = self._observer("inotify")
             except OSError as e:
-                if e.errno in _LIMIT_ERRNOS:
+                if e.errno in LIMIT_ERRNOS:
                     limit = e.errno
                 else:
                     notes.append(f"watching {reg.cwd} with polling: native file events are "
@@ -444,7 +444,7 @@ class Watcher:
                 self._join(observer, mode, fwd.root, reg, fwd)
                 joined += 1
             except OSError as e:
-                if mode == "inotify" and e.errno in _LIMIT_ERRNOS:
+                if mode == "inotify" and e.errno in LIMIT_ERRNOS:
                     raise
                 notes.append(f"watching {reg.cwd}: cannot watch {fwd.root}: {e.strerror or e}")
         return joined
@@ -479,7 +479,7 @@ class Watcher:
         except OSError as e:
             del group.members[reg]
             self._drop_group(mode, group)
-            if e.errno in _LIMIT_ERRNOS:
+            if e.errno in LIMIT_ERRNOS:
                 self._post(self._on_limit_root, root, e.errno)
             else:
                 log.warning("watch: lost the watch on %s: %s", root, e)
@@ -532,7 +532,7 @@ class Watcher:
             return PollingObserverVFS(os.stat, self._poll_listdir, polling_interval=self._poll_interval)
         if self._inotify_factory is not None:
             return self._inotify_factory()
-        pruning = _pruning_inotify_observer()
+        pruning = pruning_inotify_observer()
         if pruning is not None:
             return pruning(self._inotify_hooks)
         from watchdog.observers import Observer
@@ -584,101 +584,3 @@ class Watcher:
             if not covering or not all(g.prunes(child) for g in covering):
                 kept.append(entry)
         return iter(kept)
-
-
-# ---- inotify without the ignored directories -----------------------------------------------------
-
-Hooks = Callable[[str], tuple[Callable[[bytes], bool], Callable[[OSError], None]]]
-
-
-@functools.cache
-def _pruning_inotify_observer() -> Callable[[Hooks], BaseObserver] | None:
-    """An inotify observer that does not put watches on ignored directories, and that reports the
-    watch limit instead of swallowing it.
-
-    watchdog's own recursive inotify watch descends everywhere (node_modules, .venv, .git: tens of
-    thousands of watches) and, since 7.x, ignores errors below the root, ENOSPC included, leaving a
-    tree half watched without a word. This subclasses watchdog's InotifyWatchGroup internals, so it
-    is used only when they look as expected; otherwise plain watchdog is used and ignored
-    directories are filtered per event.
-    """
-    try:
-        from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT
-        from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-        from watchdog.observers.inotify_c import InotifyFD
-    except Exception:  # not Linux, or a libc without inotify
-        return None
-    fields = getattr(InotifyWatchGroup, "__dataclass_fields__", {})
-    if not (all(hasattr(InotifyWatchGroup, m) for m in ("_add_all_callbacks", "_add_callback",
-                                                       "_remove_callbacks", "is_active"))
-            and {"_inotify_fd", "_id", "_active_callbacks_by_watch", "_active_callbacks_by_path"} <= set(fields)
-            and {"_inotify_fd", "_inotify"} <= set(InotifyEmitter.__init__.__code__.co_names)):
-        return None
-
-    @dataclass
-    class PrunedWatchGroup(InotifyWatchGroup):
-        prune: Callable[[bytes], bool] | None = None
-        on_limit: Callable[[OSError], None] | None = None
-
-        def _add_all_callbacks(self, path: bytes) -> None:
-            if path != self.path and self.prune is not None and self.prune(path):
-                return
-            is_dir = os.path.isdir(path)
-            self._add_callback(path)
-            if not (is_dir and self.is_recursive):
-                return
-            for top, dirnames, _ in os.walk(path, followlinks=self.follow_symlink):
-                kept = []
-                for name in dirnames:
-                    full = os.path.join(top, name)
-                    if self.prune is not None and self.prune(full):
-                        continue
-                    kept.append(name)
-                    if self.follow_symlink or not os.path.islink(full):
-                        self._add_callback(full)
-                dirnames[:] = kept
-
-        def _add_callback(self, path: bytes) -> None:
-            try:
-                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
-            except OSError as e:
-                if e.errno in _LIMIT_ERRNOS:
-                    if not self.is_active:
-                        # Still inside schedule(): undo the part already watched (it would hold
-                        # watches forever) and let the caller fall back to polling.
-                        self._remove_callbacks(list(self._active_callbacks_by_watch))
-                        raise
-                    if self.on_limit is not None:
-                        self.on_limit(e)
-                    return
-                if path == self.path:
-                    raise
-                return  # a directory that vanished or is unreadable: as watchdog does
-            self._active_callbacks_by_path[path] = wd
-            self._active_callbacks_by_watch[wd] = path
-
-    class PrunedEmitter(InotifyEmitter):
-        def __init__(self, *args: Any, hooks: Hooks, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._hooks = hooks
-
-        def on_thread_start(self) -> None:
-            prune, on_limit = self._hooks(self.watch.path)
-            self._inotify = PrunedWatchGroup(
-                self._inotify_fd, os.fsencode(self.watch.path), is_recursive=self.watch.is_recursive,
-                event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink,
-                prune=prune, on_limit=on_limit)
-
-    class PrunedInotifyObserver(BaseObserver):
-        def __init__(self, hooks: Hooks) -> None:
-            self._inotify_fd = InotifyFD()
-            self._inotify_fd.start()
-            super().__init__(PrunedEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT,
-                             inotify_fd=self._inotify_fd, hooks=hooks)
-
-        def on_thread_stop(self) -> None:
-            super().on_thread_stop()
-            self._inotify_fd.stop()
-            self._inotify_fd.join()
-
-    return PrunedInotifyObserver

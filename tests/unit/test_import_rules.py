@@ -152,8 +152,8 @@ def test_only_render_touches_rich():
 
 
 def test_watch_monitor_and_cron_never_import_daemon_or_process():
-    for mod in ("pyvm2.daemon.watch", "pyvm2.daemon.watch_rules", "pyvm2.daemon.monitor",
-                "pyvm2.daemon.cron"):
+    for mod in ("pyvm2.daemon.watch", "pyvm2.daemon.watch_rules", "pyvm2.daemon.watch_inotify",
+                "pyvm2.daemon.monitor", "pyvm2.daemon.cron"):
         path = modules().get(mod)
         if path is None:
             continue
