@@ -7,11 +7,12 @@ import os
 import socket
 import sys
 import time
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from pyvm2 import __version__, protocol
 from pyvm2.errors import DaemonError, DaemonNotRunning, NotFound, Pyvm2Error
 from pyvm2.paths import Home
+from pyvm2.tail import tail_lines
 
 #: How long a CLI waits for a daemon it started to accept connections.
 START_DEADLINE_S = 15.0
@@ -21,7 +22,7 @@ class Client:
     def __init__(self, home: Home | None = None) -> None:
         self.home = home or Home.from_env()
         self.sock: socket.socket | None = None
-        self._file: BinaryIO | None = None
+        self._file: IO[bytes] | None = None
         self._next_id = 1
         self.spawned = False
         self.daemon_version: str | None = None
@@ -130,15 +131,9 @@ class Client:
                   code=int(err.get("exit_code") or 1))
 
 
-def _tail(path: os.PathLike | str, n: int = 10) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = f.read().decode(errors="replace").splitlines()[-n:]
-        return "\n".join(lines)
-    except OSError:
-        return "(no log)"
+def _tail(path: os.PathLike[str] | str, n: int = 10) -> str:
+    lines = tail_lines(path, n, max_bytes=64 * 1024)
+    return "\n".join(ln.decode(errors="replace").rstrip("\r") for ln in lines) or "(no log)"
 
 
 def daemon_pid(home: Home) -> int | None:

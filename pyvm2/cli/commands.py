@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
@@ -17,6 +17,10 @@ from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
 from pyvm2.errors import ConfigError, DaemonNotRunning, NotFound, Pyvm2Error, UsageError
 from pyvm2.options import cli_flags
+from pyvm2.procfs import STATE, stat_fields
+
+if TYPE_CHECKING:
+    from pyvm2.spec import AppSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -196,7 +200,7 @@ def _looks_like_script(t: str) -> bool:
         or " " in t or shutil.which(t) is not None
 
 
-def _apply_flags(spec, flags: dict[str, Any]):
+def _apply_flags(spec: AppSpec, flags: dict[str, Any]) -> AppSpec:
     """CLI flags given with an ecosystem file override each app's value (pm2's rule)."""
     import dataclasses
 
@@ -454,11 +458,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[STATE] != b"Z"
 
 
 @app.command(help="A live dashboard: apps, cpu, memory, logs; keys ↑/↓ r s q.")

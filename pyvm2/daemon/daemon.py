@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pyvm2 import __version__, protocol
 from pyvm2.daemon import spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
-from pyvm2.daemon.logs import LogFile, Rotation
+from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.policy import Trigger
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
@@ -53,8 +53,8 @@ SETTLE_ONLINE_S = 1.0
 class Settings:
     """Global settings from $PYVM2_HOME/config.json; each app may override them."""
 
-    log_max_size: int = 10 * 1024 * 1024
-    log_retain: int = 5
+    log_max_size: int = DEFAULT_MAX_SIZE
+    log_retain: int = DEFAULT_RETAIN
     log_compress: bool = False
 
 
@@ -486,9 +486,9 @@ class Daemon:
 
                 self._watcher = Watcher(loop, self.log)
             key = self._watch_keys.setdefault(name, len(self._watch_keys))
-            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch),
+            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch or ()),
                               ignore=list(spec.ignore_watch), extra_ignore=extra, delay_ms=spec.watch_delay,
-                              on_change=lambda paths, name=name: self._files_changed(name, paths))
+                              on_change=functools.partial(self._files_changed, name))
             self._watching[name] = sig
             self.log(f"[Watch] Start watching {name}")
         for name in [n for n in self._watching if n not in wanted]:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-_PROC = "/proc"
+from pyvm2.procfs import PPID, PROC, RSS, STATE, STIME, UTIME, stat_fields
+
 #: Children lists are read every this many samples; a process that appears in an app's tree is
 #: counted at the latest that many seconds later, its known members every second.
 WALK_EVERY = 5
@@ -149,7 +150,7 @@ class Sampler:
         return out
 
 
-_HAS_CHILDREN = os.path.exists(f"{_PROC}/self/task/{os.getpid()}/children")
+_HAS_CHILDREN = os.path.exists(f"{PROC}/self/task/{os.getpid()}/children")
 
 
 def _read(path: str) -> bytes:
@@ -163,18 +164,17 @@ def _read(path: str) -> bytes:
 
 def _stat(pid: int) -> tuple[int, float, int] | None:
     """(ppid, cpu seconds, rss bytes) of one live process, None if gone or a zombie."""
+    fields = stat_fields(pid)
+    if fields is None or fields[STATE] == b"Z":
+        return None
     try:
-        stat = _read(f"{_PROC}/{pid}/stat")
-        rest = stat[stat.rindex(b")") + 2:].split()
-        # rest[0] is field 3 (state); utime/stime are fields 14/15, rss field 24
-        if rest[0] == b"Z":
-            return None
-        return int(rest[1]), (int(rest[11]) + int(rest[12])) / _CLK, int(rest[21]) * _PAGE
-    except (OSError, ValueError, IndexError):
+        return (int(fields[PPID]), (int(fields[UTIME]) + int(fields[STIME])) / _CLK,
+                int(fields[RSS]) * _PAGE)
+    except (ValueError, IndexError):
         return None
 
 
-def _trees_linux(roots, all_threads: bool = True) -> dict[int, tuple[int, float, int]]:
+def _trees_linux(roots: Iterable[int], all_threads: bool = True) -> dict[int, tuple[int, float, int]]:
     """Only the apps' own trees, found through the kernel's children lists: the cost follows
     the number of app processes, not of every process on the machine. Children forked by a
     thread other than the main one are seen when `all_threads` is set."""
@@ -189,12 +189,12 @@ def _trees_linux(roots, all_threads: bool = True) -> dict[int, tuple[int, float,
             continue
         table[pid] = st
         try:
-            tids = os.listdir(f"{_PROC}/{pid}/task") if all_threads else [pid]
+            tids = os.listdir(f"{PROC}/{pid}/task") if all_threads else [pid]
         except OSError:
             continue
         for tid in tids:
             try:
-                stack.extend(int(c) for c in _read(f"{_PROC}/{pid}/task/{tid}/children").split())
+                stack.extend(int(c) for c in _read(f"{PROC}/{pid}/task/{tid}/children").split())
             except (OSError, ValueError):
                 continue
     return table
@@ -203,22 +203,9 @@ def _trees_linux(roots, all_threads: bool = True) -> dict[int, tuple[int, float,
 def _table_linux() -> dict[int, tuple[int, float, int]]:
     """pid -> (ppid, cpu seconds, rss bytes) from one pass over /proc."""
     table = {}
-    for entry in os.listdir(_PROC):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{_PROC}/{entry}/stat", "rb") as f:
-                stat = f.read()
-            rest = stat[stat.rindex(b")") + 2:].split()
-            # rest[0] is field 3 (state); utime/stime are fields 14/15, rss field 24
-            if rest[0] == b"Z":
-                continue
-            ppid = int(rest[1])
-            cpu = (int(rest[11]) + int(rest[12])) / _CLK
-            rss = int(rest[21]) * _PAGE
-            table[int(entry)] = (ppid, cpu, rss)
-        except (OSError, ValueError, IndexError):
-            continue
+    for entry in os.listdir(PROC):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            table[int(entry)] = st
     return table
 
 
