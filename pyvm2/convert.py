@@ -7,28 +7,27 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pyvm2.options import OPTIONS
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec
-
-#: AppSpec field -> the option name written in an ecosystem file, where they differ.
-_OPTION_NAME = {"interpreter": "exec_interpreter", "interpreter_args": "interpreter_args"}
-_SIZES = (("G", 1024**3), ("M", 1024**2), ("K", 1024))
+from pyvm2.units import size_text
 
 
-def size_text(n: int) -> str | int:
-    """A byte count as pyvm2 reads it back exactly: "50M", "3K", "0.5K"; 0 stays 0."""
-    if n == 0:
-        return 0
-    for unit, mult in _SIZES:
-        if n % mult == 0:
-            return f"{n // mult}{unit}"
-    return f"{n / 1024!r}K"
+def _option_names() -> dict[str, str]:
+    """AppSpec field -> the option that sets it (the first row naming that field)."""
+    names: dict[str, str] = {}
+    for option in OPTIONS:
+        names.setdefault(option.target, option.name)
+    return names
+
+
+_OPTION_NAME = _option_names()
 
 
 def to_options(spec: AppSpec) -> dict[str, Any]:
     """The ecosystem options that build this same AppSpec again (defaults left out)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(AppSpec):
-        if f.name in ("source", "autorestart_unexpected"):
+        if f.name == "source":
             continue
         value = getattr(spec, f.name)
         default = f.default if f.default is not dataclasses.MISSING else (
@@ -41,8 +40,8 @@ def to_options(spec: AppSpec) -> dict[str, Any]:
         elif f.name == "exec_mode":
             if value == default and spec.instances == 1:
                 continue
-        elif f.name == "autorestart" and spec.autorestart_unexpected:
-            value = "unexpected"
+        elif f.name == "stop_exit_codes" and spec.autorestart == "unexpected":
+            pass  # left out, "unexpected" would mean [0]
         elif value == default or (f.name == "env" and not value):
             continue
         if f.name in ("max_memory_restart", "log_max_size") and isinstance(value, int):

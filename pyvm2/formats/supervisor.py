@@ -10,12 +10,13 @@ import re
 import shlex
 import shutil
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyvm2.errors import ConfigError
-from pyvm2.units import clip
+from pyvm2.errors import ConfigError, combine_errors
+from pyvm2.formats.text import decode
+from pyvm2.units import clip, size_text
 
 #: supervisor's fallback PATH when neither the program nor supervisord has one (options.py).
 DEFAULT_PATH = "/bin:/usr/bin:/usr/local/bin"
@@ -338,20 +339,19 @@ def _display(path: str) -> str:
     return rel if not rel.startswith("..") else path
 
 
-def _read(path: str, display: str) -> str:
-    from pyvm2.ecosystem import _read_text
-
-    return _read_text(path, display)
+ReadBytes = Callable[[str, str], bytes]
 
 
-def read(path: str, display: str, base_env: Mapping[str, str]) -> Result:
-    """Read a supervisor file and its [include]d files into one App per pyvm2 app."""
+def read(data: bytes, path: str, display: str, base_env: Mapping[str, str],
+         read_bytes: ReadBytes) -> Result:
+    """A supervisor file (its bytes, `data`) and the files it [include]s (read with
+    `read_bytes(path, display)`) as one Program per pyvm2 app, ordered by priority."""
     errors: list[ConfigError] = []
     warnings: list[str] = []
     sections: dict[str, Section] = {}
     abspath = os.path.abspath(path)
     here = os.path.dirname(abspath)
-    parse_ini(_read(abspath, display), display, sections, errors)
+    parse_ini(decode(data, display), display, sections, errors)
     if errors:
         raise _combine(errors)
     files = [abspath]
@@ -383,7 +383,8 @@ def read(path: str, display: str, base_env: Mapping[str, str]) -> Result:
                 seen.add(real)
                 inc_display = _display(match)
                 before = {n: dict(s.options) for n, s in sections.items()}
-                written = parse_ini(_read(match, inc_display), inc_display, sections, errors)
+                written = parse_ini(decode(read_bytes(match, inc_display), inc_display), inc_display,
+                                   sections, errors)
                 if errors:
                     raise _combine(errors)
                 files.append(match)
@@ -406,8 +407,6 @@ def _expand_here(sections: Mapping[str, Section], here: str) -> None:
 
 
 def _combine(errors: Sequence[ConfigError]) -> ConfigError:
-    from pyvm2.spec import combine_errors
-
     return combine_errors(errors)
 
 
@@ -563,12 +562,6 @@ def _unknown(s: Section, key: str, known: Sequence[str], warnings: list[str]) ->
     guess = f" (did you mean {close[0]}?)" if close else ""
     warnings.append(f"{v.file}:{v.line}: [{s.name}] unknown option {key!r}{guess}; "
                     "supervisor ignores it too")
-
-
-def size_text(n: int) -> str | int:
-    from pyvm2.convert import size_text as text
-
-    return text(n)
 
 
 def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str, int] | None,
@@ -817,63 +810,3 @@ def _program(s: Section, defaults: Section | None, pname: str, group: tuple[str,
         warnings.append(f"{v.file}:{v.line}: {where} the {numprocs} processes are instances of "
                         f"one app, numbered 0-{numprocs - 1} in NODE_APP_INSTANCE")
     return out
-
-
-# ---- apps ---------------------------------------------------------------------------------------
-
-def load(path: str, display: str, *, only: Sequence[str] | None = None,
-         cwd_override: str | None = None,
-         base_env: Mapping[str, str] | None = None) -> tuple[list[Any], list[str]]:
-    """The AppSpecs of a supervisor file (ordered by priority) and the warnings to show."""
-    from pyvm2.spec import ConfigErrors, combine_errors, from_options
-
-    env = dict(base_env) if base_env is not None else dict(os.environ)
-    result = read(path, display, env)
-    warnings = list(result.warnings)
-    programs = result.programs
-    if only:
-        wanted = {n for n in only if n}
-        known = {p.options["name"] for p in programs} | \
-            {p.options.get("namespace") for p in programs} - {None}
-        missing = sorted(wanted - known)
-        if missing:
-            raise ConfigError(f"--only {missing[0]!r} matches no program in this file",
-                              "programs in this file: " + ", ".join(sorted(
-                                  p.options["name"] for p in programs)), file=display)
-        programs = [p for p in programs
-                    if p.options["name"] in wanted or p.options.get("namespace") in wanted]
-    if cwd_override is not None:
-        cwd_override = os.path.abspath(os.path.expanduser(cwd_override))
-    errors: list[ConfigError] = []
-    specs = []
-    for p in programs:
-        raw = dict(p.options)
-        if cwd_override is not None:
-            raw["cwd"] = cwd_override
-
-        def where(keys: tuple[Any, ...], p: Program = p) -> tuple[int, int] | None:
-            v = p.positions.get(str(keys[0])) if keys else None
-            return (v.line, v.col) if v is not None else None
-
-        try:
-            specs.append(from_options(raw, base_dir=os.path.dirname(os.path.abspath(path)),
-                                      origin=p.section.file, base_env=env, warn=warnings.append,
-                                      where=where, source=os.path.abspath(path)))
-        except ConfigErrors as e:
-            errors.extend(_relabel(p, x) for x in e.errors)
-        except ConfigError as e:
-            errors.append(_relabel(p, e))
-    if errors:
-        raise combine_errors(errors)
-    return specs, warnings
-
-
-def _relabel(p: Program, e: ConfigError) -> ConfigError:
-    """An error about a pyvm2 option, told with the supervisor option and file it came from."""
-    key = (e.path or "").split(".", 1)[0].split("[", 1)[0]
-    v = p.positions.get(key)
-    sup_key = SOURCE_KEY.get(key, key)
-    label = f"[{p.section.name}] {sup_key}" if key else f"[{p.section.name}]"
-    if v is None:
-        return ConfigError(e.detail, e.hint, file=p.section.file, line=p.section.line, path=label)
-    return ConfigError(e.detail, e.hint, file=v.file, line=v.line, col=v.col, path=label)

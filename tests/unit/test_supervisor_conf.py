@@ -261,20 +261,20 @@ def test_a_missing_command_is_an_error_before_anything_starts(conf: Conf) -> Non
 def test_defaults_are_supervisors(conf: Conf) -> None:
     s = conf.one(prog(f"command={SH}"))
     assert s.name == "w" and s.cwd == str(conf.root)
-    assert (s.autorestart, s.autorestart_unexpected, s.stop_exit_codes) == (True, True, (0,))
+    assert (s.autorestart, s.stop_exit_codes) == ("unexpected", (0,))
     assert (s.kill_signal, s.kill_timeout, s.min_uptime, s.max_restarts) == ("SIGTERM", 10000, 1000, 4)
     assert (s.log_max_size, s.log_retain, s.treekill, s.autostart) == (50 * 1024**2, 10, True, True)
     assert (s.priority, s.user, s.redirect_stderr, s.instances) == (999, None, False, 1)
 
 
-@pytest.mark.parametrize(("value", "restart", "unexpected"), [
-    ("true", True, False), ("YES", True, False), ("on", True, False), ("1", True, False),
-    ("false", False, False), ("off", False, False), ("Unexpected", True, True),
+@pytest.mark.parametrize(("value", "restart"), [
+    ("true", True), ("YES", True), ("on", True), ("1", True),
+    ("false", False), ("off", False), ("Unexpected", "unexpected"),
 ])
-def test_autorestart_values(conf: Conf, value: str, restart: bool, unexpected: bool) -> None:
+def test_autorestart_values(conf: Conf, value: str, restart: bool | str) -> None:
     s = conf.one(prog(f"command={SH}\nautorestart={value}\nexitcodes=0,2"))
-    assert (s.autorestart, s.autorestart_unexpected) == (restart, unexpected)
-    assert s.stop_exit_codes == ((0, 2) if unexpected else ())
+    assert s.autorestart == restart
+    assert s.stop_exit_codes == ((0, 2) if restart == "unexpected" else ())
 
 
 def test_bad_values_are_errors_with_the_supervisor_name(conf: Conf) -> None:
@@ -292,7 +292,7 @@ def test_bad_values_are_errors_with_the_supervisor_name(conf: Conf) -> None:
 
 
 def test_autorestart_unexpected_restarts_unless_the_code_is_expected() -> None:
-    spec = AppSpec(name="w", script=SH, cwd="/", autorestart_unexpected=True, stop_exit_codes=(0,))
+    spec = AppSpec(name="w", script=SH, cwd="/", autorestart="unexpected", stop_exit_codes=(0,))
     state = RestartState()
     assert decide(spec, state, code=0, signal_name=None, uptime_ms=5000).status == Status.STOPPED
     assert decide(spec, state, code=1, signal_name=None,
