@@ -531,7 +531,7 @@ def _other_section(name: str, s: Section, here: str, warnings: list[str]) -> Non
     elif name == "inet_http_server":
         port = s.options.get("port")
         note = (f"{at}: [inet_http_server] is not used: pyvm2 is controlled through a private "
-                "unix socket; `pyvm2 web` serves a status page")
+                "unix socket")
         if port is not None and "username" not in s.options:
             host = port.text.rsplit(":", 1)[0]
             if host in ("", "*", "0.0.0.0", "::"):
