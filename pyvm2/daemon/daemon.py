@@ -803,6 +803,13 @@ def definition_problem(spec: AppSpec) -> str | None:
             return f"{key} must be a non-empty string"
     if not isinstance(spec.instances, int) or spec.instances < 1:
         return "instances must be a whole number of at least 1"
+    if (spec.user or spec.group) and os.geteuid() != 0:
+        import pwd
+
+        who = f"user {spec.user}" if spec.user else f"group {spec.group}"
+        return (f"running as {who} needs pyvm2's daemon to run as root (it runs as "
+                f"{pwd.getpwuid(os.geteuid()).pw_name}); start pyvm2 as root, or remove the "
+                f"app's {'user' if spec.user else 'group'}")
     if spec.cron_restart is not None:
         from pyvm2.cronexpr import validate
 
