@@ -459,3 +459,18 @@ def monit() -> None:
     from pyvm2.cli.monit import run
 
     run(_client())
+
+
+@app.command("export", help="Write Kubernetes, Compose or systemd files for an ecosystem file.")
+def export_(
+    target: Annotated[str, typer.Argument(help="kubernetes, compose or systemd")],
+    file: Annotated[str, typer.Argument(help="the ecosystem file")],
+    image: Annotated[str | None, typer.Option("--image", help="container image holding the apps")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the file")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="only these apps (comma separated)")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="write one file per object into this folder")] = None,
+    app_dir: Annotated[str | None, typer.Option("--app-dir", help="where the file's folder is inside the image")] = None,
+) -> None:
+    from pyvm2.cli.export import run_export
+
+    run_export(target, file, image=image, env=env, only=_split_list(only), out=out, app_dir=app_dir)
