@@ -474,3 +474,12 @@ def export_(
     from pyvm2.cli.export import run_export
 
     run_export(target, file, image=image, env=env, only=_split_list(only), out=out, app_dir=app_dir)
+
+
+@app.command(help="Run an ecosystem file in the foreground, for containers (as pyvm2-runtime).",
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def runtime(ctx: typer.Context) -> None:
+    from pyvm2.runtime import main as runtime_main
+
+    runtime_main(list(ctx.args))
