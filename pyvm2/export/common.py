@@ -198,8 +198,19 @@ def common_notes(spec: AppSpec, notes: Notes, *, logs: str | None) -> None:
         notes.add("pid_file: no pid file is written")
 
 
+def index_vars(spec: AppSpec) -> str:
+    """The per-instance variables pyvm2 sets, as named in a note."""
+    return spec.instance_var + (f"/{spec.increment_var}" if spec.increment_var else "")
+
+
 def env_items(spec: AppSpec) -> list[tuple[str, str]]:
-    return sorted((k, v) for k, v in spec.env.items())
+    """The app's environment; a Python app also gets PYTHONUNBUFFERED=1, as pyvm2 gives it, so
+    its lines reach the log as they are printed."""
+    env = dict(spec.env)
+    path_env = spec.env.get("PATH") or os.environ.get("PATH")
+    if resolve_launch(spec, path_env).is_python:
+        env.setdefault("PYTHONUNBUFFERED", "1")
+    return sorted(env.items())
 
 
 def yaml_dump(data: Any) -> str:

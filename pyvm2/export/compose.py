@@ -17,6 +17,7 @@ from pyvm2.export.common import (
     duration,
     env_items,
     in_image,
+    index_vars,
     restart_notes,
     size,
     unique,
@@ -81,7 +82,7 @@ def _service(spec: AppSpec, options: Options, notes: Notes) -> dict[str, Any]:
                   "container (no graceful stop) instead of a graceful restart")
     svc["deploy"] = deploy
     if spec.instances > 1 or spec.increment_var:
-        notes.add(f"{spec.instance_var}/increment_var: every replica gets the same environment "
+        notes.add(f"{index_vars(spec)}: every replica gets the same environment "
                   "(in a Swarm, {{.Task.Slot}} counts 1..N)")
     if spec.log_max_size or spec.log_retain:
         options_ = {}

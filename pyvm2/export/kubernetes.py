@@ -18,6 +18,7 @@ from pyvm2.export.common import (
     five_field_cron,
     header,
     in_image,
+    index_vars,
     label_value,
     listen_port,
     restart_notes,
@@ -89,7 +90,7 @@ def _objects(spec: AppSpec, name: str, options: Options, notes: Notes) -> list[d
     meta = {"name": name, "labels": labels}
     common_notes(spec, notes, logs="output goes to the container's stdout/stderr (kubectl logs)")
     if spec.instances > 1 or spec.increment_var:
-        notes.add(f"{spec.instance_var}/increment_var: every replica gets the same environment; "
+        notes.add(f"{index_vars(spec)}: every replica gets the same environment; "
                   "there is no per-replica 0..N-1 index in a Deployment")
     if spec.autorestart:
         restart_notes(spec, notes, "the kubelet restarts with its own back-off (10 s doubling "

@@ -11,6 +11,7 @@ from pyvm2.export.common import (
     Notes,
     Options,
     common_notes,
+    env_items,
     header,
     host_argv,
     restart_notes,
@@ -155,7 +156,7 @@ def _service(spec: AppSpec, stem: str, options: Options, notes: Notes, template:
                   f"{interval}s (StartLimitBurst/StartLimitIntervalSec), close to but not pm2's "
                   "unstable-restart count")
     svc = ["Type=exec", f"WorkingDirectory={_specifiers(spec.cwd)}"]
-    for key, value in sorted(spec.env.items()):
+    for key, value in env_items(spec):
         svc.append("Environment=" + _quote(f"{key}={value}", exec_line=False))
     svc.append(f"Environment={spec.instance_var}={'%i' if template else '0'}")
     if spec.increment_var:

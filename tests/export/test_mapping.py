@@ -59,7 +59,7 @@ def test_kubernetes_fields(tmp_path: Path) -> None:
     assert pod["terminationGracePeriodSeconds"] == 4
     assert c["command"] == ["python3", "app.py"] and c["workingDir"] == "/srv"
     assert c["resources"]["limits"]["memory"] == "100Mi"
-    assert c["env"] == [{"name": "N", "value": "5"}]
+    assert c["env"] == [{"name": "N", "value": "5"}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
     assert any("OOMKilled" in n for n in result.notes)
     assert "# - max_memory_restart" in doc.text
 
