@@ -292,12 +292,13 @@ def main(argv: list[str] | None = None) -> None:
     from pyvm2 import cli, ecosystem
 
     try:
+        # the home first: a `pyvm2 list` run meanwhile must find it taken, not start a daemon
+        home = Home.from_env()
+        _take_home(home)
+        become_subreaper()
         loaded = ecosystem.load(args.file, env_name=args.env, only=only, base_env=dict(os.environ))
         for w in loaded.warnings:
             cli.warn(w)
-        become_subreaper()
-        home = Home.from_env()
-        _take_home(home)
         from pyvm2.daemon.__main__ import raise_fd_limit
 
         raise_fd_limit()
