@@ -149,3 +149,11 @@ def test_orphans_are_reaped(pv: Pyvm2, where: str) -> None:
     assert rt.zombies() == []
     os.kill(rt.pid, signal.SIGTERM)
     assert rt.wait_exit() == 0, rt.stderr
+
+
+def test_pyvm2_runtime_is_the_same_command(pv: Pyvm2) -> None:
+    eco = pv.write_eco([pv.app("once", "exit_now.py", args=["0"], autorestart=False)])
+    r = pv.run("runtime", str(eco), "--raw")
+    assert r.code == 2, str(r)
+    assert r.out.startswith("started "), str(r)
+    assert "every app has stopped or errored" in r.err
