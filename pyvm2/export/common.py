@@ -190,8 +190,10 @@ def common_notes(spec: AppSpec, notes: Notes, *, logs: str | None) -> None:
         notes.add("disable_logs: the platform still collects the output")
     if spec.log_date_format:
         notes.add("log_date_format: lines carry no pyvm2 time prefix; the log collector stamps them")
-    if spec.log_max_size is not None or spec.log_retain is not None:
-        notes.add("log_max_size/log_retain: rotation is the platform's")
+    if spec.log_type == "json":
+        notes.add("log_type json: lines are written as the app prints them")
+    if spec.log_max_size is not None or spec.log_retain is not None or spec.log_compress:
+        notes.add("log_max_size/log_retain/log_compress: rotation is the platform's")
     if spec.filter_env:
         notes.add("filter_env: the app starts from the environment given here, not a shell's")
     if spec.pid_file:

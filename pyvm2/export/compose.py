@@ -80,6 +80,8 @@ def _service(spec: AppSpec, options: Options, notes: Notes) -> dict[str, Any]:
         deploy["resources"] = {"limits": {"memory": mem}}
         notes.add(f"max_memory_restart: a memory limit of {mem}; above it the kernel kills the "
                   "container (no graceful stop) instead of a graceful restart")
+    if spec.namespace != "default":
+        deploy["labels"] = {"io.pyvm2.namespace": spec.namespace}
     svc["deploy"] = deploy
     if spec.instances > 1 or spec.increment_var:
         notes.add(f"{index_vars(spec)}: every replica gets the same environment "
@@ -92,7 +94,8 @@ def _service(spec: AppSpec, options: Options, notes: Notes) -> dict[str, Any]:
             options_["max-file"] = str(spec.log_retain + 1)
         svc["logging"] = {"driver": "json-file", "options": options_}
     common_notes(spec, notes, logs="output goes to the container's stdout/stderr (docker logs)")
-    notes.items = [n for n in notes.items if not n.startswith("log_max_size/")]  # mapped above
+    if spec.log_max_size or spec.log_retain:  # mapped to the json-file driver's options above
+        notes.items = [n for n in notes.items if not n.startswith("log_max_size/")]
     return svc
 
 

@@ -201,6 +201,9 @@ def _service(spec: AppSpec, stem: str, options: Options, notes: Notes, template:
     install = [f"WantedBy={group}" if group else "WantedBy=multi-user.target"]
     if not spec.autostart:
         notes.add("autostart: false: install the units but do not enable them")
+    if spec.namespace != "default":
+        notes.add(f"namespace {spec.namespace!r}: no grouping; a target that wants the units "
+                  "would be one")
     return _unit_text({"Unit": unit, "Service": svc, "Install": install})
 
 
