@@ -32,6 +32,14 @@ CRAWLERS = """\
 """
 
 
+#: The memory limit of the container's cgroup, seen from inside (cgroup v2, else v1).
+CGROUP_MEMORY_LIMIT = ("import os\n"
+                       "for p in ('/sys/fs/cgroup/memory.max',\n"
+                       "          '/sys/fs/cgroup/memory/memory.limit_in_bytes'):\n"
+                       "    if os.path.exists(p):\n"
+                       "        print(open(p).read().strip())\n"
+                       "        break\n")
+
 ZOMBIES = ("import os\n"
            "z = []\n"
            "for p in os.listdir('/proc'):\n"
@@ -110,6 +118,8 @@ def test_the_example_deploys_to_a_swarm(swarm: Engine, image: str, stack, tmp_pa
     # max_memory_restart became a memory limit, kill_signal and kill_timeout the stop settings
     (web,) = running_tasks(swarm, "example_web")
     assert swarm.out("inspect", "-f", "{{.HostConfig.Memory}}", web) == str(100 * MIB)
+    limit = swarm.out("exec", web, "python3", "-c", CGROUP_MEMORY_LIMIT)
+    assert limit == str(100 * MIB)  # the kernel enforces it, not only the engine's record
     spec = swarm.out("service", "inspect", "-f",
                      "{{json .Spec.TaskTemplate.ContainerSpec.StopSignal}} "
                      "{{.Spec.TaskTemplate.ContainerSpec.StopGracePeriod}}", "example_web")
