@@ -607,3 +607,27 @@ def send_signal_pm2(sig: Annotated[str, typer.Argument()],
 def pid(targets: Annotated[list[str] | None, typer.Argument(help="names, ids, namespaces")] = None) -> None:
     for p in _procs(targets or ["all"]):
         print(p.get("pid") or 0)
+
+
+@app.command("export", help="Write Kubernetes, Compose or systemd files for an ecosystem file.")
+def export_(
+    target: Annotated[str, typer.Argument(help="kubernetes, compose or systemd")],
+    file: Annotated[str, typer.Argument(help="the ecosystem file")],
+    image: Annotated[str | None, typer.Option("--image", help="container image holding the apps")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the file")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="only these apps (comma separated)")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="write one file per object into this folder")] = None,
+    app_dir: Annotated[str | None, typer.Option("--app-dir", help="where the file's folder is inside the image")] = None,
+) -> None:
+    from pyvm2.cli.export import run_export
+
+    run_export(target, file, image=image, env=env, only=_split_list(only), out=out, app_dir=app_dir)
+
+
+@app.command(help="Run an ecosystem file in the foreground, for containers (as pyvm2-runtime).",
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def runtime(ctx: typer.Context) -> None:
+    from pyvm2.runtime import main as runtime_main
+
+    runtime_main(list(ctx.args))

@@ -36,6 +36,8 @@ class Hooks:
     #: the OS side; None: real processes (runner.OsSpawner on run_dir and scanner)
     spawner: Spawner | None = None
     clock: Clock = field(default_factory=SystemClock)
+    #: Also given every chunk of output (instance, "out"/"err", bytes): pyvm2-runtime's echo.
+    echo: Callable[[ManagedProcess, str, bytes], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -384,7 +386,10 @@ class ManagedProcess:
         sink = self.sink()
         for stream, fd in (("out", run.out_fd), ("err", run.err_fd)):
             if fd is not None:
-                spawn.pipe_reader(fd, loop, functools.partial(sink.feed, stream),
+                feed = functools.partial(sink.feed, stream)
+                if self.hooks.echo is not None:
+                    feed = functools.partial(_tee, feed, functools.partial(self.hooks.echo, self, stream))
+                spawn.pipe_reader(fd, loop, feed,
                                   functools.partial(self._pipe_closed, sink, stream))
         loop.create_task(self._supervise(run))
 
@@ -492,6 +497,11 @@ class ManagedProcess:
                 "desired": self.desired.value, "axm_options": {},
             },
         }
+
+
+def _tee(first: Callable[[bytes], None], second: Callable[[bytes], None], data: bytes) -> None:
+    first(data)
+    second(data)
 
 
 _USER: str | None = None

@@ -42,8 +42,13 @@ LAYERS: dict[str, Layer] = {
     "formats": _layer(("pyvm2.formats",), {"leaf", "formats"}, {"json5", "yaml"}, {"asyncio"}),
     # Talking to the daemon and installing it as a service, without the CLI's libraries.
     "client": _layer(("pyvm2.client", "pyvm2.startup"), {"leaf"}, (), {"asyncio"}),
+    # Manifests for orchestrators from specs: pure, no daemon.
+    "export": _layer(("pyvm2.export",), {"leaf", "spec", "export"}, {"yaml"}, {"asyncio"}),
+    # pyvm2-runtime: the daemon in the foreground for containers, fed by an ecosystem file. The
+    # CLI's `runtime` command hands over to it (imported only by that command).
+    "runtime": _layer(("pyvm2.runtime",), {"leaf", "spec", "files", "formats", "cli", "daemon"}),
     "cli": _layer(("pyvm2.cli", "pyvm2.__main__"),
-                  {"leaf", "spec", "files", "formats", "client", "cli"},
+                  {"leaf", "spec", "files", "formats", "client", "cli", "export", "runtime"},
                   {"typer", "click", "rich"}, {"asyncio"}),
     "daemon": _layer(("pyvm2.daemon",), {"leaf", "spec", "daemon"},
                      {"psutil", "watchdog", "croniter"}),
