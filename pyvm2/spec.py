@@ -83,6 +83,9 @@ class AppSpec:
     treekill: bool = True
     stop_exit_codes: tuple[int, ...] = ()
     cron_restart: str | None = None
+    wait_ready: bool = False
+    listen_timeout: int = 3000
+    listen: tuple[str, ...] = ()     # addresses the daemon binds (values.listen's form)
     source: str | None = None        # the ecosystem file it came from, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -350,8 +353,7 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
                 if not values.current_user_matches(val(canonical), canonical == "gid"):
                     raise UnitError("running as another user is not supported yet",
                                     f"remove {opts.key(canonical)}, or run pyvm2 as that user")
-    for canonical, what in (("wait_ready", "the app is online as soon as it starts"),
-                            ("shutdown_with_message", "apps are stopped with kill_signal")):
+    for canonical, what in (("shutdown_with_message", "apps are stopped with kill_signal"),):
         if canonical in opts:
             with b.check(*keys(canonical)):
                 if parse_bool(val(canonical)):
