@@ -57,6 +57,7 @@ class Load:
                     self.ok += 1
                 else:
                     self.failures[what] += 1
+            self.stop.wait(0.005)   # steady load that leaves the machine some room
 
     def __enter__(self) -> Load:
         for t in self.threads:
