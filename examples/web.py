@@ -2,7 +2,8 @@
 
 Under pyvm2 with `listen`, it serves the socket the daemon holds (LISTEN_FDS, from fd 3) instead
 of binding its own, and says READY=1 on NOTIFY_SOCKET once it serves, so `pyvm2 reload web`
-fails no request. On SIGINT or SIGTERM it stops accepting and finishes what it serves.
+fails no request. On SIGINT or SIGTERM it stops accepting and finishes what it serves. Binding for itself, with
+WEB_REUSE_PORT=1 several copies share the port (SO_REUSEPORT).
 """
 
 import os
@@ -28,6 +29,11 @@ class Hello(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for the requests in progress
+
+    def server_bind(self):
+        if os.environ.get("WEB_REUSE_PORT") == "1":
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 def held_socket():
