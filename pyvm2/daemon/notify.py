@@ -66,13 +66,24 @@ class Notifier:
         self._dropped = 0
         self._drop_logged = 0.0
 
+    @property
+    def active(self) -> bool:
+        return self._sock is not None
+
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind the socket; if that fails the daemon runs on, and apps get no NOTIFY_SOCKET."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        sock.bind(self.path)
-        os.chmod(self.path, 0o600)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+            sock.bind(self.path)
+            os.chmod(self.path, 0o600)
+        except OSError as e:
+            sock.close()
+            self.log(f"no notify socket at {self.path} ({e.strerror or e}): wait_ready apps "
+                     "are ready after listen_timeout, or by Node's process.send('ready')")
+            return
         sock.setblocking(False)
         self._sock = sock
         loop.add_reader(sock.fileno(), self._readable)

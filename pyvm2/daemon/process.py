@@ -511,7 +511,7 @@ class ManagedProcess:
         names: tuple[str, ...] = ()
         if s.listen and self.hooks.sockets is not None:
             fds, names = self.hooks.sockets(s)
-        if self.hooks.notifier is not None:
+        if self.hooks.notifier is not None and self.hooks.notifier.active:
             env["NOTIFY_SOCKET"] = self.hooks.notifier.path
         handover = spawn.Handover(fds, names, ipc=s.wait_ready)
         return self.spawner.start(s, env, token, not s.disable_logs, handover=handover)
