@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reload_bench import phase_reload
+
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "child.py"
 SLEEPER = HERE / "sleeper.sh"
@@ -687,6 +689,8 @@ ROWS: list[Row] = [
     Row("scale_idle", "{scale_apps} apps: daemon CPU idle, {scale_idle_s:.0f} s", "% core", 2),
     Row("scale_delete", "{scale_apps} apps: delete all", "s", 2),
     Row("monit_idle", "monit open on 3 idle apps, {monit_s:.0f} s: its own CPU", "% core", 2),
+    Row("reload_fail_1", "requests failed in 3 reloads under load, 1 instance", "count", 0),
+    Row("reload_fail_2", "requests failed in 3 reloads under load, 2 instances", "count", 0),
 ]
 ROW_BY_KEY = {r.key: r for r in ROWS}
 
@@ -1305,6 +1309,7 @@ class Bench:
         self.phase_scale_floor()
         self.phase_scale()
         self.phase_monit()
+        phase_reload(self, run, wait_for)
         py = next((m for m in self.managers if m.key == "pyvm2"), None)
         if py is not None and getattr(py, "source", None) and self.digest_start:
             if source_digest(py.source) != self.digest_start:

@@ -268,7 +268,19 @@ OPTIONS: tuple[Option, ...] = (
            aliases=("gid",), convert=lambda v: values.account(v, group=True),
            flag=Flag(("--gid", "--group"), "run with this primary group")),
     Option("umask", "the daemon's", 'the app\'s umask, in octal (`"022"`)', convert=values.umask),
-    Option("wait_ready", "false", "not supported: the app is online as soon as it starts"),
+    Option("wait_ready", "false",
+           "online only once the app says so: `READY=1` on `NOTIFY_SOCKET`, or Node's "
+           "`process.send('ready')`", convert=parse_bool,
+           flag=Flag(("--wait-ready",), "online only once the app says it is ready", "switch")),
+    Option("listen_timeout", "3000 ms",
+           "with `wait_ready`, an app silent this long counts as ready (with a warning)",
+           convert=parse_ms,
+           flag=Flag(("--listen-timeout",), "ms to wait for readiness before going on")),
+    Option("listen", "none",
+           'addresses the daemon binds and hands to every instance (`"127.0.0.1:8000"`, '
+           '`":8000"`, `"[::1]:8000"`, `"unix:/path.sock"`): fds from 3, `LISTEN_FDS`',
+           convert=values.listen,
+           flag=Flag(("--listen",), "address(es) the daemon holds for the app", "list")),
     Option("shutdown_with_message", "false", "not supported: apps are stopped with `kill_signal`"),
 )
 
@@ -279,7 +291,7 @@ BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}
 IGNORED_OPTIONS = frozenset({
     "vizion", "pmx", "automation", "source_map_support", "disable_source_map_support", "trace",
     "disable_trace", "v8", "event_loop_inspector", "deep_monitoring", "io", "post_update",
-    "install_url", "username", "windowsHide", "kill_retry_time", "listen_timeout", "force",
+    "install_url", "username", "windowsHide", "kill_retry_time", "force",
     "execute_command", "write", "watch_options",
 })
 

@@ -145,6 +145,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             ("actions", "list")),
     Command("restart", "restart processes by target, or apply specs (starting new ones)",
             (_TARGETS, _APPS, _BASE_ENV, Arg("toggle_watch", "bool", False)), _IDS_LIST),
+    Command("reload", "replace running processes one at a time with no gap (start, wait until "
+            "ready, stop the old); apply specs, starting new apps",
+            (_TARGETS, _APPS, _BASE_ENV,
+             Arg("update_env", "bool", False, "targets take base_env as their new environment")),
+            _IDS_LIST),
     Command("stop", "stop processes", (_TARGETS_REQUIRED,), _IDS_LIST),
     Command("delete", "stop and forget processes", (_TARGETS_REQUIRED,), _IDS_LIST),
     Command("reset", "reset restart counters", (_TARGETS_REQUIRED,), _IDS_LIST),

@@ -89,6 +89,9 @@ class AppSpec:
     redirect_stderr: bool = False    # stderr goes to the out log (supervisor's redirect_stderr)
     priority: int | None = None      # lower starts first and stops last (supervisor's priority)
     umask: int | None = None         # the app's umask; None = the daemon's
+    wait_ready: bool = False
+    listen_timeout: int = 3000
+    listen: tuple[str, ...] = ()     # addresses the daemon binds (values.listen's form)
     source: str | None = None        # the ecosystem file it came from, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,8 +333,7 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
             kw["instances"], instances_written = values.instances(val("instances"))
     if kw.get("autorestart") == "unexpected" and "stop_exit_codes" not in kw:
         kw["stop_exit_codes"] = (0,)  # supervisor's exitcodes default
-    for canonical, what in (("wait_ready", "the app is online as soon as it starts"),
-                            ("shutdown_with_message", "apps are stopped with kill_signal")):
+    for canonical, what in (("shutdown_with_message", "apps are stopped with kill_signal"),):
         if canonical in opts:
             with b.check(*keys(canonical)):
                 if parse_bool(val(canonical)):

@@ -36,8 +36,9 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.STOPPED: frozenset({S.LAUNCHING, S.STOPPED}),
     # a start; a stop, which also clears the error
     S.ERRORED: frozenset({S.LAUNCHING, S.STOPPED}),
-    # a spawn that fails before exec is errored at once
-    S.LAUNCHING: frozenset({S.ONLINE, S.ERRORED}),
+    # ready (at once, or when a wait_ready app says so); a spawn that fails before exec is
+    # errored at once; a stop or an exit while it has not said it is ready yet
+    S.LAUNCHING: frozenset({S.ONLINE, S.ERRORED, S.STOPPING}),
     # a stop, a restart and an exit all go through stopping: the rest of the tree is swept
     # before anything else happens
     S.ONLINE: frozenset({S.STOPPING}),

@@ -289,3 +289,53 @@ def env_file(value: Any, cwd: str) -> dict[str, str]:
         if text_value is not None:  # a bare NAME sets nothing, as in python-dotenv
             out[check_var(clean(name))] = clean(text_value)
     return out
+
+
+def listen_address(text: str) -> str:
+    """One `listen` address, checked and written in its canonical form: `host:port`,
+    `[v6]:port`, `:port` (every IPv4 address) or `unix:/absolute/path`."""
+    t = text.strip()
+    if t.startswith("unix:"):
+        path = t[len("unix:"):]
+        if not path.startswith("/"):
+            raise UnitError(f"{show(text)}: a unix socket needs an absolute path",
+                            'write it as "unix:/run/app/app.sock"')
+        if len(path.encode()) > 107:
+            raise UnitError(f"{show(text)}: the path is longer than a unix socket allows (107 bytes)",
+                            "use a shorter path")
+        return "unix:" + path
+    host, sep, port_text = t.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise UnitError(f"{show(text)} is not an address to listen on",
+                        'write "127.0.0.1:8000", ":8000", "[::1]:8000" or "unix:/path/app.sock"')
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise UnitError(f"{show(text)}: port {port} is outside 1-65535", "use a port from 1 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise UnitError(f"{show(text)}: brackets are for IPv6 addresses", 'write "[::1]:8000"')
+    elif ":" in host:
+        raise UnitError(f"{show(text)}: an IPv6 address goes in brackets",
+                        f'write "[{host}]:{port}"')
+    if any(c.isspace() for c in host):
+        raise UnitError(f"{show(text)}: the host contains spaces", 'write "127.0.0.1:8000"')
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen(value: Any) -> tuple[str, ...]:
+    """`listen`: one address or a list of them (see listen_address); duplicates are refused."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise UnitError(f"expected an address or a list of addresses, got {show(value)}",
+                        'write "127.0.0.1:8000" or ["127.0.0.1:8000", "unix:/run/app.sock"]')
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise UnitError(f"expected an address string, got {show(item)}",
+                            'write "127.0.0.1:8000"')
+        address = listen_address(item)
+        if address in out:
+            raise UnitError(f"{show(item)} is listed twice", "list each address once")
+        out.append(address)
+    return tuple(out)

@@ -259,6 +259,77 @@ def restart(
     _exit_if_errored(res["list"], set(res.get("ids") or []))
 
 
+def _file_apps(path: str, env: str | None, only: list[str] | None) -> tuple[list[dict], dict]:
+    from pyvm2 import ecosystem
+
+    base_env = _base_env()
+    loaded = ecosystem.load(path, env_name=env, only=_split_list(only), base_env=base_env)
+    for w in loaded.warnings:
+        cli.warn(w)
+    return [a.to_dict() for a in loaded.apps], base_env
+
+
+@app.command(help="Replace running apps one instance at a time with no downtime: start the "
+                  "new process, wait until it is ready, then stop the old one.")
+def reload(
+    targets: Targets = None,
+    env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file")] = None,
+    update_env: Annotated[bool, typer.Option("--update-env", help="give the apps the current environment")] = False,
+) -> None:
+    from pyvm2 import ecosystem
+
+    targets = list(targets or [])
+    if targets and ecosystem.is_ecosystem_file(targets[0]):
+        apps, base_env = _file_apps(targets[0], env, only)
+        res = _client().call("reload", {"apps": apps, "base_env": base_env}, timeout=None)
+    else:
+        if env:
+            raise UsageError("--env needs an ecosystem file", "pyvm2 reload ecosystem.json --env production")
+        extra: dict[str, Any] = {"update_env": update_env}
+        if update_env:
+            extra["base_env"] = _base_env()
+        res = _action("reload", targets, extra)
+    cli.info(f"Applying action reload on app [{' '.join(targets)}](ids: {res.get('ids')})")
+    print_table(res["list"])
+    _exit_if_errored(res["list"], set(res.get("ids") or []))
+
+
+def _start_or(action: str, file: str, env: str | None, only: list[str] | None) -> None:
+    from pyvm2 import ecosystem
+
+    if not ecosystem.is_ecosystem_file(file):
+        raise UsageError(f"{file} is not an ecosystem file",
+                         f"pyvm2 {action} ecosystem.config.js (or .json, .yaml)")
+    apps, base_env = _file_apps(file, env, only)
+    cmd = "reload" if action == "startOrReload" else "restart"
+    res = _client().call(cmd, {"apps": apps, "base_env": base_env}, timeout=None)
+    cli.info(f"Applying action {cmd} on app [{file}](ids: {res.get('ids')})")
+    print_table(res["list"])
+    _exit_if_errored(res["list"], set(res.get("ids") or []))
+
+
+_EnvOpt = Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")]
+_OnlyOpt = Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file")]
+_UpdateEnvOpt = Annotated[bool, typer.Option("--update-env", help="always on with a file, as in pm2")]
+_File = Annotated[str, typer.Argument(help="an ecosystem file")]
+
+
+@app.command("startOrReload", help="Start the file's apps that are not running, reload the others.")
+def start_or_reload(file: _File, env: _EnvOpt = None, only: _OnlyOpt = None,
+                    update_env: _UpdateEnvOpt = False) -> None:
+    _start_or("startOrReload", file, env, only)
+
+
+@app.command("startOrRestart", help="Start the file's apps that are not running, restart the others.")
+def start_or_restart(file: _File, env: _EnvOpt = None, only: _OnlyOpt = None,
+                     update_env: _UpdateEnvOpt = False) -> None:
+    _start_or("startOrRestart", file, env, only)
+
+
+app.command("startOrGracefulReload", hidden=True)(start_or_reload)
+
+
 @app.command(help="Stop apps and remove them from the list.")
 def delete(targets: Targets = None) -> None:
     res = _action("delete", targets)

@@ -572,6 +572,13 @@ def describe_rows(
         rows.insert(6, ("entire log path", _text(env["pm_log_path"]), ""))
     if env.get("cron_restart") is not None:
         rows.insert(5, ("cron restart", _text(env["cron_restart"]), ""))
+    if env.get("status_text"):
+        rows.append(("app status", _text(env["status_text"]), ""))
+    if env.get("listen"):
+        rows.append(("listen", ", ".join(map(str, env["listen"])), ""))
+    if env.get("wait_ready"):
+        rows.append(("wait ready", f"yes (listen_timeout {_milliseconds(env.get('listen_timeout'))})",
+                     ""))
     max_memory = _number(env.get("max_memory_restart"))
     if max_memory:
         rows.insert(5, ("max memory restart", format_memory(max_memory), ""))

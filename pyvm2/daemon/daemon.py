@@ -18,9 +18,11 @@ from pyvm2.daemon import spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
+from pyvm2.daemon.notify import Notifier
 from pyvm2.daemon.policy import Trigger
-from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
-from pyvm2.errors import NotFound, Pyvm2Error, UsageError
+from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess, ReloadFailed
+from pyvm2.daemon.sockets import Listeners
+from pyvm2.errors import NotFound, Pyvm2Error, SpawnError, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
@@ -32,7 +34,7 @@ if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches o
     from pyvm2.daemon.watch import Watcher
 
 #: Commands whose reply waits until the state file holds their effect.
-PERSISTED = frozenset({"start", "stop", "restart", "delete", "reset", "resurrect"})
+PERSISTED = frozenset({"start", "stop", "restart", "delete", "reset", "resurrect", "reload"})
 #: After a restart, file changes seen during it and this long after are dropped.
 WATCH_MUTE_S = 0.25
 #: Signals whose default action would end the daemon and that mean nothing to it: a stray
@@ -133,10 +135,13 @@ class Daemon:
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
+        self.listeners = Listeners()
+        self.notifier = Notifier(str(home.root / "notify.sock"), self.log)
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
                            rotation=self.rotation_for, background=self._background,
-                           scanner=tree.Scanner())
+                           scanner=tree.Scanner(), sockets=self.sockets_for,
+                           notifier=self.notifier, persist=self.journal.persist)
 
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:
@@ -229,6 +234,10 @@ class Daemon:
             if problem is not None:
                 await self._restore_broken(p, r)
                 continue
+            pending = e.get("pending_token")
+            if isinstance(pending, str) and pending:
+                # a reload was under way: its replacement never took over
+                await p.sweep_orphans(pending)
             if run is not None:
                 live_tokens.add(run.token)
                 p.adopt(run)
@@ -240,6 +249,13 @@ class Daemon:
                 to_start.append(p)
         self.next_id = max([next_id] + [i + 1 for i in self.procs])
         self._clean_run_dir(live_tokens)
+        for name in sorted({p.name for p in self.procs.values()
+                            if p.spec.listen and p.desired is Desired.RUNNING}):
+            spec = next(p.spec for p in self.procs.values() if p.name == name)
+            try:
+                self.sockets_for(spec)
+            except SpawnError as err:
+                self.log(f"App [{name}] {err.message}")
         for p in to_start:
             loop.create_task(p.start())
         self.sync_schedules()
@@ -279,6 +295,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         for sig in _STRAY_SIGNALS:
             loop.add_signal_handler(sig, self.log, f"ignored signal {signal.Signals(sig).name}")
+        self.notifier.open(loop)
         await self.restore()
         server = Server(self)
         await server.start()
@@ -296,6 +313,8 @@ class Daemon:
             await self.stop_all(keep_desired=True)
         if not self._keep_state:
             self.journal.flush()
+        self.notifier.close(loop)
+        self.listeners.close_all(unlink=not self._handover)
         self.log("pyvm2 daemon exited")
         try:
             if self.home.pid.read_text().strip() == str(os.getpid()):
@@ -373,6 +392,15 @@ class Daemon:
         """What the app wrote while it stopped and started must not restart it again."""
         if self._watcher is not None and name in self._watching:
             self._watcher.discard(self._watch_keys[name], WATCH_MUTE_S)
+
+    def sockets_for(self, spec: AppSpec) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        """The app's held listening sockets (bound on first use); raises SpawnError. A unix
+        socket path that instances of the app still hold (adopted after a daemon crash) is
+        taken over."""
+        takeover = any(p.run is not None for p in self._by_name(spec.name))
+        held = self.listeners.get(spec.name, spec.listen, takeover=takeover)
+        name = spec.name.replace(":", "_")
+        return tuple(held.fds()), (name,) * len(held.socks)
 
     # ---- registry ----------------------------------------------------------------------
     def _create(self, spec: AppSpec, instance: int, base_env: dict[str, str]) -> ManagedProcess:
@@ -602,6 +630,12 @@ class Daemon:
                     raise UsageError(f"app {spec.name!r} is already running (id {running[0].pm_id})",
                                      f"restart it with: pyvm2 restart {spec.name}, or pick another --name",
                                      code=1)
+        for spec in specs:
+            if spec.listen and spec.autostart:
+                try:
+                    self.sockets_for(spec)
+                except SpawnError as e:
+                    raise UsageError(f"{spec.name}: {e.message}", e.hint, code=1) from None
         actions: list[dict] = []
         touched: list[ManagedProcess] = []
         tasks = []
@@ -659,6 +693,51 @@ class Daemon:
         await self._settle(procs)
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
+    async def cmd_reload(self, targets: list[str], apps: list[dict[str, Any]],
+                         base_env: dict[str, str], update_env: bool) -> dict:
+        """Rolling reload, one instance at a time; the first that fails stops it there. Apps of
+        a file not known yet are started."""
+        if targets and apps:
+            raise BadRequest("reload: give targets or apps, not both")
+        specs_by_name: dict[str, AppSpec] = {}
+        started: list[ManagedProcess] = []
+        if apps:
+            specs = self._specs(apps)
+            specs_by_name = {s.name: s for s in specs}
+            procs = [p for s in specs for p in self._by_name(s.name)]
+            missing = [s for s in specs if not self._by_name(s.name)]
+            if missing:
+                _, started = await self._start_specs(missing, base_env, from_file=True)
+        else:
+            procs = self._runnable(self.resolve(targets))
+        for wanted in specs_by_name.values():
+            if wanted.listen:
+                try:
+                    self.sockets_for(wanted)
+                except SpawnError as e:
+                    raise UsageError(f"{wanted.name}: {e.message}", e.hint, code=1) from None
+        done: list[str] = []
+        env = base_env if (update_env or apps) else None
+        for p in procs:
+            spec = specs_by_name.get(p.name)
+            if spec is not None:
+                self._broken.pop(p.pm_id, None)
+                if spec.instances <= p.instance:
+                    continue
+            try:
+                action = await p.reload(spec=spec, base_env=env)
+            except ReloadFailed as e:
+                so_far = f" ({', '.join(done)} replaced before it)" if done else ""
+                raise Pyvm2Error(f"reload stopped: {e.message}{so_far}", e.hint) from None
+            done.append(p.label)
+            self.log(f"App [{p.label}] {action}")
+        for wanted in specs_by_name.values():  # more instances than before
+            if len(self._by_name(wanted.name)) != wanted.instances:
+                _, more = await self._start_specs([wanted], base_env, from_file=True)
+                started += more
+        await self._settle(started)
+        return {"ids": [p.pm_id for p in procs + started], "list": self.snapshot()}
+
     async def cmd_stop(self, targets: list[str]) -> dict:
         procs = self.resolve(targets)
         for tier in stop_tiers(procs):
@@ -669,6 +748,8 @@ class Daemon:
         if await p.delete():
             self.procs.pop(p.pm_id, None)
             self._broken.pop(p.pm_id, None)
+            if not self._by_name(p.name):
+                self.listeners.release(p.name)
 
     async def cmd_delete(self, targets: list[str]) -> dict:
         procs = self.resolve(targets)
@@ -789,6 +870,7 @@ class Daemon:
                              f"see {self.home.log}, then try pyvm2 kill again")
         self.procs.clear()
         self.next_id = 0
+        self.listeners.close_all(unlink=True)
         self.journal.flush()
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}

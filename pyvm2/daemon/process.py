@@ -9,14 +9,15 @@ import functools
 import os
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyvm2.daemon import policy, safefs, spawn, tree
 from pyvm2.daemon.logs import LogSink, Rotation
+from pyvm2.daemon.notify import IpcReader, Notifier
 from pyvm2.daemon.runner import Cancellable, Clock, OsSpawner, Spawner, SystemClock
-from pyvm2.errors import NotFound, SpawnError
+from pyvm2.errors import NotFound, Pyvm2Error, SpawnError
 from pyvm2.spec import AppSpec
 from pyvm2.status import Desired, Status, is_allowed
 
@@ -38,6 +39,39 @@ class Hooks:
     clock: Clock = field(default_factory=SystemClock)
     #: Also given every chunk of output (instance, "out"/"err", bytes): pyvm2-runtime's echo.
     echo: Callable[[ManagedProcess, str, bytes], None] | None = None
+    #: the app's held listening sockets: (descriptors, names); raises SpawnError
+    sockets: Callable[[AppSpec], tuple[tuple[int, ...], tuple[str, ...]]] | None = None
+    #: the daemon's NOTIFY_SOCKET; None: apps get none
+    notifier: Notifier | None = None
+    #: write the state file now (a reload records its replacement before starting it)
+    persist: Callable[[], Awaitable[None]] | None = None
+
+
+class ReloadFailed(Pyvm2Error):
+    """A replacement did not become ready; the instance keeps its previous process."""
+
+    code = 1
+
+
+#: Without wait_ready, a replacement counts as ready once it has run this long (or min_uptime,
+#: if shorter) without exiting.
+RELOAD_GRACE_S = 1.0
+
+
+class _Side:
+    """What the daemon keeps beside one run: whether it said it is ready, its channels."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ready: asyncio.Future[str | None] = loop.create_future()  # None, or a failure
+        self.timer: Cancellable | None = None
+        self.ipc: IpcReader | None = None
+        self.handler: Callable[[dict[str, str]], None] | None = None
+
+    def settle(self, failure: str | None = None) -> bool:
+        if self.ready.done():
+            return False
+        self.ready.set_result(failure)
+        return True
 
 
 @dataclass(frozen=True)
@@ -115,6 +149,11 @@ class ManagedProcess:
         self._restart_pending = False   # a restart task or a fired timer waits for the lock
         self._sink: LogSink | None = None
         self.warnings: list[str] = []
+        self._sides: dict[str, _Side] = {}   # run token -> its side
+        self.pending: spawn.Run | None = None  # a reload's replacement, until it takes over
+        self.pending_token: str | None = None
+        self.status_text: str | None = None    # the last STATUS= the app sent
+        self.main_pid: int | None = None       # the last MAINPID= the app sent
 
     # ---- naming -------------------------------------------------------------------------
     @property
@@ -205,6 +244,110 @@ class ManagedProcess:
                 self.base_env = dict(base_env)
             if ended:
                 self._restart_now(reason, counted=run is not None, fresh=True)
+
+    async def reload(self, spec: AppSpec | None = None,
+                     base_env: Mapping[str, str] | None = None) -> str:
+        """Replace the running process with no gap: start a replacement beside it, wait until
+        it is ready, then stop the old one gracefully. Returns what was done. Raises
+        ReloadFailed, the old process still running, if the replacement cannot start, exits or
+        does not become ready; a stopped instance is simply started."""
+        self.desired = Desired.RUNNING
+        async with self.lock:
+            self._check_present()
+            if spec is not None:
+                self.replace_spec(spec)
+            if base_env is not None:
+                self.base_env = dict(base_env)
+            old = self.run
+            if old is None or self.status is not Status.ONLINE:
+                ended = old is None or await self._end_run(old, "reloaded")
+                if not ended:
+                    raise ReloadFailed(f"{self.label}: {self.status_reason}")
+                self._restart_now("reloaded", counted=old is not None, fresh=True)
+                run = self.run
+                if run is None:
+                    raise ReloadFailed(f"{self.label} cannot start: {self.status_reason}")
+                action = "started"
+            else:
+                run = await self._replace(old)
+                action = "reloaded"
+        problem = await self._readiness(run)
+        if problem is not None:
+            raise ReloadFailed(f"{self.label} {problem}")
+        return action
+
+    async def _replace(self, old: spawn.Run) -> spawn.Run:
+        """The reload of a running instance, under the lock."""
+        token = uuid.uuid4().hex
+        self.pending_token = token   # a daemon killed from here on sweeps it, not adopts it
+        if self.hooks.persist is not None:
+            await self.hooks.persist()
+        try:
+            try:
+                new = self._start_run(token)
+            except SpawnError as e:
+                raise ReloadFailed(f"{self.label}: the replacement cannot start: {e.message}",
+                                   e.hint) from None
+            self.pending = new
+            self._follow(new)
+            self._log(f"reloading: replacement pid {new.pid} started beside pid {old.pid}")
+            problem = await self._readiness(new)
+            if problem is not None:
+                self._log(f"reload abandoned: the replacement {problem}; pid {old.pid} "
+                          "keeps running")
+                failure = await self.spawner.terminate(new, self.spec, self._log)
+                self._release(new)
+                if failure:
+                    self._log(f"the replacement {failure}")
+                raise ReloadFailed(f"{self.label}: the replacement {problem}; "
+                                   f"the previous process (pid {old.pid}) keeps running",
+                                   f"see its output with: pyvm2 logs {self.name} --nostream")
+            # the replacement takes over; the old process finishes what it serves and goes
+            self.run = new
+            self.exit_code = None
+            self.restart_time += 1
+            self.restart_state = policy.forgive(self.restart_state)
+            self.created_at = self.clock.time()
+            self.last_restart_reason = "reloaded"
+            self._write_pid(new.pid)
+        finally:
+            self.pending = None
+            self.pending_token = None
+            self.hooks.changed()
+        self._log(f"reloaded: pid {new.pid} replaces pid {old.pid}")
+        failure = await self.spawner.terminate(old, self.spec, self._log)
+        self._release(old)
+        if self.run is new:
+            self._write_pid(new.pid)
+        if failure:
+            self._log_warning(f"the replaced process {failure}")
+        return new
+
+    async def _readiness(self, run: spawn.Run) -> str | None:
+        """None once `run` is ready; else why not (it exited, said it stops, or was silent
+        until listen_timeout). Without wait_ready, ready means alive after a short grace."""
+        side = self._sides.get(run.token)
+        if side is None:
+            return self._exit_problem(run) if not run.alive else "ended"
+        wait_ready = self.spec.wait_ready
+        exited = asyncio.ensure_future(asyncio.shield(run.exited))
+        try:
+            await asyncio.wait([exited, side.ready] if wait_ready else [exited],
+                               timeout=None if wait_ready else
+                               min(self.spec.min_uptime / 1000, RELOAD_GRACE_S),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+        if not run.alive:
+            return self._exit_problem(run)
+        if not wait_ready:
+            return None
+        return side.ready.result()
+
+    @staticmethod
+    def _exit_problem(run: spawn.Run) -> str:
+        code, sig = run.exited.result() if run.exited.done() else (None, None)
+        return f"{policy.describe_exit(code, sig)} before it was ready"
 
     async def delete(self) -> bool:
         """Stop for good; True once nothing of it runs (it is then removed and its logs closed),
@@ -361,13 +504,26 @@ class ManagedProcess:
             extra[s.increment_var] = str(base + self.instance)
         return extra
 
+    def _start_run(self, token: str) -> spawn.Run:
+        """Spawn a run of the current spec with what the daemon hands it (held sockets, the
+        notify socket, a Node IPC channel with wait_ready). Raises SpawnError."""
+        s = self.spec
+        env = spawn.build_env(s, self.base_env, self._extra_env())
+        fds: tuple[int, ...] = ()
+        names: tuple[str, ...] = ()
+        if s.listen and self.hooks.sockets is not None:
+            fds, names = self.hooks.sockets(s)
+        if self.hooks.notifier is not None and self.hooks.notifier.active:
+            env["NOTIFY_SOCKET"] = self.hooks.notifier.path
+        handover = spawn.Handover(fds, names, ipc=s.wait_ready)
+        return self.spawner.start(s, env, token, not s.disable_logs, handover=handover)
+
     def _spawn(self) -> None:
-        """Start one run. Must hold the lock. Failures end errored: no restart storm."""
+        """Start one run. Must hold the lock. Failures end errored: no restart storm. With
+        wait_ready the run stays launching until it says it is ready (or listen_timeout)."""
         self._set(Status.LAUNCHING, None)
-        env = spawn.build_env(self.spec, self.base_env, self._extra_env())
         try:
-            run = self.spawner.start(self.spec, env, uuid.uuid4().hex,
-                                     not self.spec.disable_logs)
+            run = self._start_run(uuid.uuid4().hex)
         except SpawnError as e:
             self.run = None
             self._set(Status.ERRORED, e.message)
@@ -375,14 +531,28 @@ class ManagedProcess:
             return
         self._attach(run)
         self._write_pid(run.pid)
-        self._set(Status.ONLINE, None)
-        self._log(f"online (pid {run.pid})")
+        if not self.spec.wait_ready:
+            self._set(Status.ONLINE, None)
+            self._log(f"online (pid {run.pid})")
+            return
+        self._log(f"launched (pid {run.pid}), waiting for it to say it is ready")
+        side = self._sides[run.token]
+        side.ready.add_done_callback(lambda f: self._became_ready(run, f.result()))
+
+    def _became_ready(self, run: spawn.Run, failure: str | None) -> None:
+        if failure is None and self.run is run and self.status is Status.LAUNCHING:
+            self._set(Status.ONLINE, None)
+            self._log(f"online (pid {run.pid})")
 
     def _attach(self, run: spawn.Run) -> None:
-        """Read the run's output and supervise its exit."""
-        loop = asyncio.get_running_loop()
+        """Make `run` the instance's run: read its output and supervise its exit."""
         self.run = run
         self.exit_code = None
+        self._follow(run)
+
+    def _follow(self, run: spawn.Run) -> None:
+        """Read the run's output and messages, and supervise its exit."""
+        loop = asyncio.get_running_loop()
         sink = self.sink()
         for stream, fd in (("out", run.out_fd), ("err", run.err_fd)):
             if fd is not None:
@@ -391,7 +561,56 @@ class ManagedProcess:
                     feed = functools.partial(_tee, feed, functools.partial(self.hooks.echo, self, stream))
                 spawn.pipe_reader(fd, loop, feed,
                                   functools.partial(self._pipe_closed, sink, stream))
+        side = _Side(loop)
+        self._sides[run.token] = side
+        side.handler = functools.partial(self._message, run)
+        if self.hooks.notifier is not None:
+            self.hooks.notifier.register(run.pid, side.handler)
+        if run.ipc_fd is not None:
+            side.ipc = IpcReader(run.ipc_fd, loop, side.handler)
+            run.ipc_fd = None
+        if self.spec.wait_ready:
+            timeout_ms = self.spec.listen_timeout
+            side.timer = self.clock.call_later(timeout_ms / 1000,
+                                               functools.partial(self._ready_timeout, run))
+        else:
+            side.settle()
         loop.create_task(self._supervise(run))
+
+    def _message(self, run: spawn.Run, fields: dict[str, str]) -> None:
+        """A notify message (or Node's 'ready') from a process of `run`."""
+        side = self._sides.get(run.token)
+        if side is None:
+            return
+        if "STATUS" in fields:
+            self.status_text = fields["STATUS"][:200]
+        if "MAINPID" in fields and fields["MAINPID"].isdigit():
+            self.main_pid = int(fields["MAINPID"])
+        if fields.get("STOPPING") == "1":
+            self._log(f"pid {run.pid} says it is stopping")
+            if side.settle("it said STOPPING=1 before READY=1"):
+                self._cancel_side_timer(side)
+        if fields.get("READY") == "1" and side.settle():
+            self._cancel_side_timer(side)
+
+    def _ready_timeout(self, run: spawn.Run) -> None:
+        side = self._sides.get(run.token)
+        if side is None or side.ready.done():
+            return
+        side.timer = None
+        if self.run is run:
+            self._log_warning(f"not ready after listen_timeout ({self.spec.listen_timeout}ms): "
+                              "counted as ready")
+            side.settle()
+        else:  # a reload's replacement: the previous process keeps serving
+            side.settle(f"it did not say it is ready within listen_timeout "
+                        f"({self.spec.listen_timeout}ms)")
+
+    @staticmethod
+    def _cancel_side_timer(side: _Side) -> None:
+        if side.timer is not None:
+            side.timer.cancel()
+            side.timer = None
 
     def _pipe_closed(self, sink: LogSink, stream: str) -> None:
         sink.flush_partial(stream)
@@ -401,6 +620,9 @@ class ManagedProcess:
     def adopt(self, run: spawn.Run) -> None:
         """Take over a run found alive after a daemon restart (the instance was built online)."""
         self._attach(run)
+        side = self._sides[run.token]
+        self._cancel_side_timer(side)
+        side.settle()
         self._log(f"re-adopted (pid {run.pid})")
         self.hooks.changed()
 
@@ -414,9 +636,21 @@ class ManagedProcess:
         if self.run is run:
             self.run = None
         self.exit_code = run.exit_code
-        self.spawner.release(run)
-        safefs.remove_pid(self.paths.pid, run.pid)
+        self._release(run)
         self.cpu, self.memory = 0.0, 0
+
+    def _release(self, run: spawn.Run) -> None:
+        """Let go of what a finished run held: its pipes, its channels, its pid file."""
+        self.spawner.release(run)
+        side = self._sides.pop(run.token, None)
+        if side is not None:
+            self._cancel_side_timer(side)
+            side.settle("it ended")
+            if side.ipc is not None:
+                side.ipc.close()
+            if self.hooks.notifier is not None and side.handler is not None:
+                self.hooks.notifier.unregister(run.pid, side.handler)
+        safefs.remove_pid(self.paths.pid, run.pid)
 
     async def _supervise(self, run: spawn.Run) -> None:
         code, sig = await asyncio.shield(run.exited)
@@ -455,6 +689,7 @@ class ManagedProcess:
             "desired": self.desired.value, "status": self.status.value,
             "status_reason": self.status_reason, "restart_time": self.restart_time,
             "created_at": self.created_at, "last_restart_reason": self.last_restart_reason,
+            "pending_token": self.pending_token,
             "run": None if run is None or not run.alive else {
                 "pid": run.pid, "token": run.token, "create_time": run.create_time,
                 "started_at": run.started_at, "argv": list(run.launch.argv),
@@ -495,6 +730,9 @@ class ManagedProcess:
                 "last_restart_reason": self.last_restart_reason, "source": s.source,
                 "warnings": list(self.warnings), "instance": self.instance,
                 "desired": self.desired.value, "axm_options": {},
+                "wait_ready": s.wait_ready, "listen_timeout": s.listen_timeout,
+                "listen": list(s.listen), "status_text": self.status_text,
+                "main_pid": self.main_pid,
             },
         }
 

@@ -50,8 +50,10 @@ class Spawner(Protocol):
     """Starts and ends runs. `start` returns a Run whose `exited` future resolves when its leader
     ends and whose `started_mono` is on the same clock as the instance's."""
 
-    def start(self, spec: AppSpec, env: dict[str, str], token: str, capture: bool) -> spawn.Run:
-        """Raises SpawnError with a sentence when the app cannot be started."""
+    def start(self, spec: AppSpec, env: dict[str, str], token: str, capture: bool,
+              handover: spawn.Handover | None = None) -> spawn.Run:
+        """Raises SpawnError with a sentence when the app cannot be started. `handover`: the
+        descriptors the run gets (held sockets, a Node IPC channel)."""
         ...
 
     async def terminate(self, run: spawn.Run, spec: AppSpec,
@@ -82,9 +84,10 @@ class OsSpawner:
         self.run_dir = run_dir
         self.scanner = scanner
 
-    def start(self, spec: AppSpec, env: dict[str, str], token: str, capture: bool) -> spawn.Run:
+    def start(self, spec: AppSpec, env: dict[str, str], token: str, capture: bool,
+              handover: spawn.Handover | None = None) -> spawn.Run:
         return spawn.start(spec, env, token, asyncio.get_running_loop(), self.run_dir,
-                           capture=capture)
+                           capture=capture, handover=handover)
 
     def release(self, run: spawn.Run) -> None:
         spawn.remove_fifos(self.run_dir, run.token)

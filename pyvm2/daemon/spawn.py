@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -42,10 +45,69 @@ class Run:
     exited: asyncio.Future = field(repr=False)
     exit_code: int | None = None
     exit_signal: str | None = None
+    ipc_fd: int | None = None  # the daemon's end of the run's Node IPC channel
 
     @property
     def alive(self) -> bool:
         return not self.exited.done()
+
+
+@dataclass(frozen=True)
+class Handover:
+    """Descriptors a run gets from the daemon: the app's held listening sockets (from fd 3,
+    with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID) and, with `ipc`, a Node IPC channel on the
+    next descriptor (NODE_CHANNEL_FD)."""
+
+    listen_fds: tuple[int, ...] = ()
+    fd_names: tuple[str, ...] = ()
+    ipc: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.listen_fds) or self.ipc
+
+
+#: Runs in the child, between the fork and the app: moves the handed-over descriptors to 3, 4...
+#: and sets LISTEN_PID to its own pid, which the app keeps since exec does not change it.
+_PLACE_FDS = """
+import os, sys, fcntl
+a = sys.argv[1:]
+n = int(a[0]); src = [int(x) for x in a[1:1 + n]]; argv = a[1 + n:]
+tmp = [fcntl.fcntl(f, fcntl.F_DUPFD_CLOEXEC, 100) for f in src]
+for f in src:
+    os.close(f)
+for t in range(3, 3 + n):
+    try:
+        fcntl.fcntl(t, fcntl.F_DUPFD, 100 + n)
+        os.close(t)
+    except OSError:
+        pass
+for i, f in enumerate(tmp):
+    os.dup2(f, 3 + i)
+    os.close(f)
+if "LISTEN_FDS" in os.environ:
+    os.environ["LISTEN_PID"] = str(os.getpid())
+try:
+    os.execvp(argv[0], argv)
+except OSError as e:
+    sys.stderr.write(f"cannot run {argv[0]}: {e.strerror}\\n")
+    os._exit(127)
+"""
+
+
+def _wrapped(argv: list[str], fds: list[int], env: dict[str, str]) -> list[str]:
+    """argv behind the descriptor-placing wrapper; the program is looked up first, so that a
+    missing one is still an error of the start and not an exit of the run."""
+    program = argv[0]
+    if "/" not in program:
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise OSError(2, "No such file or directory", program)
+        program = found
+    elif not os.access(program, os.X_OK):
+        raise OSError(13, "Permission denied" if os.path.exists(program)
+                      else "No such file or directory", program)
+    return [sys.executable, "-I", "-S", "-c", _PLACE_FDS, str(len(fds)), *map(str, fds),
+            program, *argv[1:]]
 
 
 def build_env(spec: AppSpec, base_env: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
@@ -142,7 +204,7 @@ def remove_fifos(run_dir: str, token: str) -> None:
 
 
 def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.AbstractEventLoop,
-          run_dir: str, capture: bool = True) -> Run:
+          run_dir: str, capture: bool = True, handover: Handover | None = None) -> Run:
     """Spawn the app in its own session; raise SpawnError with a sentence on failure."""
     if not os.path.isdir(spec.cwd):
         raise SpawnError(f"cwd {spec.cwd} does not exist", "create it or fix `cwd`")
@@ -159,7 +221,25 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
     child_out: int = subprocess.DEVNULL
     child_err: int = subprocess.DEVNULL
     spares: tuple[int, ...] = ()
+    ipc_parent: int | None = None
+    given: list[int] = []
+    argv = list(launch.argv)
     try:
+        if handover:
+            given = list(handover.listen_fds)
+            if given:
+                env["LISTEN_FDS"] = str(len(given))
+                env["LISTEN_FDNAMES"] = ":".join(handover.fd_names)
+            if handover.ipc:
+                parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+                ipc_parent = parent.detach()
+                ipc_child = child.detach()
+                os.set_inheritable(ipc_parent, False)
+                fds.append(ipc_child)
+                given.append(ipc_child)
+                env["NODE_CHANNEL_FD"] = str(3 + len(handover.listen_fds))
+                env["NODE_CHANNEL_SERIALIZATION_MODE"] = "json"
+            argv = _wrapped(argv, given, env)
         if capture:
             os.makedirs(run_dir, mode=0o700, exist_ok=True)
             _, out_r, child_out, spare_out = _fifo_pair(run_dir, token, "out")
@@ -168,9 +248,9 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
             fds += [err_r, child_err, spare_err]
             spares = (spare_out, spare_err)
         popen = subprocess.Popen(
-            list(launch.argv), cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
+            argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=child_out, stderr=child_out if spec.redirect_stderr else child_err,
-            pass_fds=spares,
+            pass_fds=(*spares, *given),
             start_new_session=True, close_fds=True, restore_signals=True,
             user=creds.user, group=creds.group, extra_groups=creds.extra_groups,
             umask=-1 if spec.umask is None else spec.umask,
@@ -178,6 +258,8 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
     except OSError as e:
         for fd in fds:
             os.close(fd)
+        if ipc_parent is not None:
+            os.close(ipc_parent)
         remove_fifos(run_dir, token)
         what = launch.argv[0] if e.filename in (None, launch.argv[0]) else e.filename
         raise SpawnError(f"cannot run {what}: {e.strerror or e}",
@@ -188,7 +270,7 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
     now = time.time()
     run = Run(pid=popen.pid, token=token, create_time=_create_time(popen.pid) or now,
               started_at=now, started_mono=time.monotonic(), launch=launch, popen=popen,
-              out_fd=out_r, err_fd=err_r, exited=loop.create_future())
+              out_fd=out_r, err_fd=err_r, exited=loop.create_future(), ipc_fd=ipc_parent)
     watch_exit(run, loop)
     return run
 

@@ -209,9 +209,26 @@ def test_node_only_and_pm2_plus_options_are_accepted_silently(build: Build) -> N
     assert build.warnings == []
 
 
-def test_wait_ready_is_accepted_with_a_warning(build: Build) -> None:
-    build({"script": "app.py", "wait_ready": True})
-    assert len(build.warnings) == 1 and "wait_ready is not supported" in build.warnings[0]
+def test_wait_ready_listen_timeout_and_listen(build: Build) -> None:
+    spec = build({"script": "app.py", "wait_ready": True, "listenTimeout": "5s",
+                  "listen": ["127.0.0.1:8000", ":8001", " [::1]:8002", "unix:/run/a.sock"]})
+    assert build.warnings == []
+    assert spec.wait_ready is True and spec.listen_timeout == 5000
+    assert spec.listen == ("127.0.0.1:8000", ":8001", "[::1]:8002", "unix:/run/a.sock")
+    assert build({"script": "app.py", "listen": "localhost:80"}).listen == ("localhost:80",)
+    assert AppSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(("listen", "expected"), [
+    ("8000", "is not an address"), ("127.0.0.1:0", "outside 1-65535"),
+    ("::1:8000", "goes in brackets"), ("[127.0.0.1]:80", "brackets are for IPv6"),
+    ("unix:run/a.sock", "absolute path"), (["a:1", "a:1"], "listed twice"), ({"a": 1}, "expected"),
+    ([8000], "expected an address string"), ("unix:/" + "x" * 120, "longer than"),
+])
+def test_bad_listen_addresses_are_errors(build: Build, listen: Any, expected: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        build({"script": "app.py", "listen": listen})
+    assert expected in str(e.value) and e.value.path == "listen"
 
 
 def test_every_appspec_field_is_a_known_option() -> None:

@@ -16,7 +16,7 @@ from pyvm2.daemon import policy, spawn, tree
 from pyvm2.daemon.logs import Rotation
 from pyvm2.daemon.monitor import Monitor, Sample
 from pyvm2.daemon.policy import Trigger
-from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
+from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess, ReloadFailed
 from pyvm2.errors import NotFound, SpawnError
 from pyvm2.launch import Launch
 from pyvm2.spec import AppSpec
@@ -82,7 +82,8 @@ class FakeSpawner:
         self.terminating = 0
         self.swept: list[str] = []
 
-    def start(self, spec: AppSpec, env: dict[str, str], token: str, capture: bool) -> spawn.Run:
+    def start(self, spec: AppSpec, env: dict[str, str], token: str, capture: bool,
+              handover: spawn.Handover | None = None) -> spawn.Run:
         if self.fail_next is not None:
             msg, self.fail_next = self.fail_next, None
             raise SpawnError(msg)
@@ -285,6 +286,13 @@ async def _waiting_stopped(h: Harness) -> None:
     await h.p.stop()
 
 
+async def _launching_stopping(h: Harness) -> None:
+    await h.p.start()
+    assert h.p.status == S.LAUNCHING   # wait_ready: not ready yet
+    await h.p.stop()
+    assert h.p.status == S.STOPPED
+
+
 SCENARIOS: dict[tuple[Status, Status], tuple[Callable[[Harness], Awaitable[None]], dict]] = {
     (S.STOPPED, S.LAUNCHING): (_stopped_launching, {}),
     (S.STOPPED, S.STOPPED): (_stopped_stopped, {}),
@@ -292,6 +300,7 @@ SCENARIOS: dict[tuple[Status, Status], tuple[Callable[[Harness], Awaitable[None]
     (S.ERRORED, S.STOPPED): (_errored_stopped, {}),
     (S.LAUNCHING, S.ONLINE): (_stopped_launching, {}),
     (S.LAUNCHING, S.ERRORED): (_launching_errored, {}),
+    (S.LAUNCHING, S.STOPPING): (_launching_stopping, {"wait_ready": True}),
     (S.ONLINE, S.STOPPING): (_online_stopping, {}),
     (S.STOPPING, S.STOPPED): (_online_stopping, {}),
     (S.STOPPING, S.ERRORED): (_stopping_errored, {}),
@@ -691,3 +700,95 @@ def test_before_restart_is_pure_and_only_memory_backs_off():
     delay, after = policy.before_restart(Trigger.MEMORY, state, 10)
     assert delay == 0 and after.repeat_delay_ms == 1000 and after.unstable_restarts == 3
     assert policy.forgive(after) == policy.RestartState(repeat_delay_ms=1000)
+
+
+# ---- readiness and reload ---------------------------------------------------------------------
+
+@aio
+async def test_wait_ready_is_launching_until_ready_1(make):
+    h = make(wait_ready=True)
+    await h.p.start()
+    assert h.p.status == S.LAUNCHING
+    h.p._message(h.run, {"STATUS": "warming up"})
+    assert h.p.status == S.LAUNCHING and h.p.status_text == "warming up"
+    h.p._message(h.run, {"READY": "1", "MAINPID": "77"})
+    await settle()
+    assert h.p.status == S.ONLINE and h.p.main_pid == 77
+    assert not h.clock.pending()   # the listen_timeout timer went with the readiness
+
+
+@aio
+async def test_silent_until_listen_timeout_counts_as_ready_with_a_warning(make):
+    h = make(wait_ready=True, listen_timeout=2000)
+    await h.p.start()
+    h.clock.advance(1.9)
+    await settle()
+    assert h.p.status == S.LAUNCHING
+    h.clock.advance(0.2)
+    await settle()
+    assert h.p.status == S.ONLINE
+    assert any("listen_timeout (2000ms)" in w for w in h.p.warnings)
+
+
+async def _reload_when_ready(h: Harness) -> tuple[asyncio.Task[str], spawn.Run]:
+    task = asyncio.get_running_loop().create_task(h.p.reload())
+    await settle()
+    assert h.p.pending is not None and h.p.pending is not h.run
+    return task, h.p.pending
+
+
+@aio
+async def test_reload_starts_the_replacement_then_stops_the_old(make):
+    h = make(wait_ready=True)
+    await h.p.start()
+    h.p._message(h.run, {"READY": "1"})
+    await settle()
+    old = h.run
+    task, new = await _reload_when_ready(h)
+    assert old.alive and h.p.run is old and h.p.status == S.ONLINE
+    h.p._message(new, {"READY": "1"})
+    assert await task == "reloaded"
+    assert h.p.run is new and not old.alive and h.p.pending is None
+    assert h.p.status == S.ONLINE and h.p.restart_time == 1
+    assert S.STOPPING not in h.statuses[2:]   # online all along
+
+
+@pytest.mark.parametrize("fault", ["exit", "stopping", "silent"])
+@aio
+async def test_a_failed_replacement_leaves_the_old_process_running(make, fault):
+    h = make(wait_ready=True, listen_timeout=1000)
+    await h.p.start()
+    h.p._message(h.run, {"READY": "1"})
+    await settle()
+    old = h.run
+    task, new = await _reload_when_ready(h)
+    if fault == "exit":
+        new.exited.set_result((3, None))
+    elif fault == "stopping":
+        h.p._message(new, {"STOPPING": "1"})
+    else:
+        h.clock.advance(1.1)
+    await settle()
+    with pytest.raises(ReloadFailed) as e:
+        await task
+    expected = {"exit": "exited with code 3", "stopping": "STOPPING=1",
+                "silent": "within listen_timeout"}[fault]
+    assert expected in e.value.message and f"pid {old.pid}" in e.value.message
+    assert h.p.run is old and old.alive and not new.alive and h.p.status == S.ONLINE
+    assert h.p.restart_time == 0 and h.p.pending is None
+
+
+@aio
+async def test_reload_of_a_stopped_instance_starts_it(make):
+    h = make(min_uptime=100)
+    assert await h.p.reload() == "started"
+    assert h.p.status == S.ONLINE and h.p.desired is Desired.RUNNING
+
+
+@aio
+async def test_reload_without_wait_ready_waits_a_short_grace(make):
+    h = make(min_uptime=100)
+    await online(h)
+    old = h.run
+    assert await h.p.reload() == "reloaded"
+    assert h.run is not old and not old.alive and h.p.status == S.ONLINE
