@@ -26,6 +26,8 @@ from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
 from pyvm2.status import Desired, Status, is_settled
+from pyvm2.units import UnitError
+from pyvm2.values import check_name
 
 if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches or has a cron
     from pyvm2.daemon.cron import CronJob
@@ -800,6 +802,11 @@ def definition_problem(spec: AppSpec) -> str | None:
         value = getattr(spec, key)
         if not isinstance(value, str) or not value:
             return f"{key} must be a non-empty string"
+    for key in ("name", "namespace"):
+        try:
+            check_name(str(getattr(spec, key)), key)
+        except UnitError as e:
+            return str(e)
     if not isinstance(spec.instances, int) or spec.instances < 1:
         return "instances must be a whole number of at least 1"
     if spec.cron_restart is not None:
