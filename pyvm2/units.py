@@ -37,7 +37,7 @@ def clip(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _visible(text: str) -> str:
+def visible(text: str) -> str:
     """`text` with control and invisible characters (bidirectional overrides, zero-width marks,
     line separators) written as \\uXXXX, so an error message shows what the value holds."""
     if text.isprintable():
@@ -51,11 +51,11 @@ def _visible(text: str) -> str:
 def show(value: Any) -> str:
     """How a value is quoted in an error message: strings in double quotes, the rest as JSON."""
     if isinstance(value, str):
-        return _visible(json.dumps(clip(value), ensure_ascii=False))
+        return visible(json.dumps(clip(value), ensure_ascii=False))
     try:
-        return _visible(clip(json.dumps(value, ensure_ascii=False)))
+        return visible(clip(json.dumps(value, ensure_ascii=False)))
     except (TypeError, ValueError, RecursionError):
-        return _visible(clip(repr(value)))
+        return visible(clip(repr(value)))
 
 
 def _number(value: Any) -> float | int | None:

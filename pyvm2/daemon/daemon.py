@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
 from pyvm2.daemon import spawn, tree
-from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
+from pyvm2.daemon.journal import Journal, NotSaved, atomic_write, pack, unpack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.policy import Trigger
@@ -26,7 +27,7 @@ from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
 from pyvm2.status import Desired, Status, is_settled
-from pyvm2.units import UnitError
+from pyvm2.units import UnitError, visible
 from pyvm2.values import check_name
 
 if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches or has a cron
@@ -520,11 +521,17 @@ class Daemon:
         it. A reply that does not have the command's declared shape is a daemon bug."""
         try:
             result = await getattr(self, f"cmd_{cmd}")(**args)
-        finally:
+        except BaseException:
             if not self._stopping.is_set():
                 self.sync_schedules()
                 if cmd in PERSISTED:
-                    await self.journal.persist()
+                    with contextlib.suppress(NotSaved):
+                        await self.journal.persist()
+            raise
+        if not self._stopping.is_set():
+            self.sync_schedules()
+            if cmd in PERSISTED:
+                await self.journal.persist(f"the {cmd}")
         if isinstance(result, dict) and "list" in result:
             result["list"] = self.snapshot()  # with watching as it now is
         problem = protocol.COMMANDS[cmd].reply_problem(result)
@@ -706,7 +713,14 @@ class Daemon:
         if not entries and not force:
             raise UsageError("no app is managed, so the saved list was left as it is",
                              "use pyvm2 save --force to save an empty list")
-        await asyncio.to_thread(atomic_write, path, pack(entries, self.next_id), keep_backup=True)
+        try:
+            await asyncio.to_thread(atomic_write, path, pack(entries, self.next_id),
+                                    keep_backup=True)
+        except OSError as e:
+            self.log(f"cannot save to {path}: {e.strerror or e}")
+            raise Pyvm2Error(f"cannot write {path}: {e.strerror or e}; nothing was saved",
+                             _disk_hint(e, path, "then run pyvm2 save again; the list saved "
+                                                 "before is unchanged")) from None
         self.log(f"saved {len(entries)} process(es) to {path}")
         return {"path": path, "count": len(entries)}
 
@@ -719,8 +733,16 @@ class Daemon:
                 return entries
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError) as e:
-                last_error = f"{path}: {e}"
+            except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:
+                if isinstance(e, RecursionError):
+                    why = "nested too deeply to read"
+                elif isinstance(e, OSError):
+                    why = e.strerror or str(e)
+                elif isinstance(e, ValueError):
+                    why = f"not a saved list ({str(e)[:200]})"
+                else:
+                    why = "not a saved list (its parts do not have the expected types)"
+                last_error = f"{path}: {why}"
                 self.log(f"cannot read {last_error}")
         if last_error:
             raise UsageError(f"the saved list cannot be read ({last_error})", "save again with: pyvm2 save")
@@ -743,13 +765,21 @@ class Daemon:
         usable: list[tuple[AppSpec, dict[str, Any]]] = []
         for i, e in enumerate(entries):
             try:
+                if not isinstance(e, dict) or not isinstance(e.get("spec"), dict):
+                    raise ValueError("it has no app definition (its \"spec\" object)")
                 spec = AppSpec.from_dict(e["spec"])
                 problem = definition_problem(spec)
                 if problem is not None:
                     raise ValueError(f"{spec.name}: {problem}")
+                instance = e.get("instance") or 0
+                if not isinstance(instance, int) or isinstance(instance, bool) or instance < 0:
+                    raise ValueError(f"instance must be a whole number, got {instance!r:.40}")
+                if not isinstance(e.get("base_env") or {}, dict):
+                    raise ValueError("base_env must be an object")
             except (KeyError, TypeError, ValueError) as err:
-                what = f"entry {i} ({e.get('spec', {}).get('name', '?')!s:.60})" \
-                    if isinstance(e.get("spec"), dict) else f"entry {i}"
+                name = e["spec"].get("name") if isinstance(e, dict) and \
+                    isinstance(e.get("spec"), dict) else None
+                what = f"entry {i} ({visible(str(name)):.60})" if name else f"entry {i}"
                 if from_client:
                     raise BadRequest(f"resurrect: {what} is not usable: {err}") from None
                 self.log(f"{self.home.dump}: {what} skipped: {err}")
@@ -757,7 +787,7 @@ class Daemon:
                 continue
             usable.append((spec, e))
         for spec, e in usable:
-            instance = int(e.get("instance") or 0)
+            instance = e.get("instance") or 0
             present = [p for p in self.procs.values() if p.name == spec.name and p.instance == instance]
             if present:
                 actions.append({"name": spec.name, "pm_id": present[0].pm_id, "action": "already present"})
@@ -789,10 +819,28 @@ class Daemon:
                              f"see {self.home.log}, then try pyvm2 kill again")
         self.procs.clear()
         self.next_id = 0
-        self.journal.flush()
+        if self.journal.flush() is not None:
+            # no file is an empty registry too, and removing one needs no free space
+            try:
+                os.unlink(self.home.state)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise self.journal.not_saved("the kill") from e
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
 
+
+def _disk_hint(e: OSError, path: str, then: str) -> str:
+    """What to do about a file the daemon could not write."""
+    import errno
+
+    folder = os.path.dirname(path)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"free space on the file system of {folder} (df -h {folder}), {then}"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"make {folder} writable by the daemon's user, {then}"
+    return f"check {folder} and its file system, {then}"
 
 
 def definition_problem(spec: AppSpec) -> str | None:

@@ -4,11 +4,16 @@ saved lists that cannot be written or read."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
-from conftest import Pyvm2, wait_for
+from conftest import Pyvm2, alive, processes_of_home, wait_for
 
 
 # ---- names ------------------------------------------------------------------------------------
@@ -61,3 +66,172 @@ def test_the_daemon_refuses_such_names_from_any_client(pv: Pyvm2) -> None:
     s.close()
     assert not reply["ok"] and "U+202E" in reply["error"]["message"], reply
     assert pv.jlist() == []
+
+
+# ---- a full disk under the home -------------------------------------------------------------
+@pytest.fixture
+def small_home(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A Pyvm2 whose home is a 16 MiB tmpfs of its own, unmounted after the test even when it
+    fails (after every process of the home is stopped)."""
+    home = tmp_path_factory.mktemp("h")
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs as the home needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(home)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    work = tmp_path / "work"
+    work.mkdir()
+    pv = Pyvm2(home=home, workdir=work)
+    try:
+        yield pv
+    finally:
+        try:
+            (home / "filler").unlink(missing_ok=True)
+            problems = pv.cleanup()
+        finally:
+            subprocess.run(["umount", "-l", str(home)], check=False)
+    if problems:
+        pytest.fail("cleanup after the test found:\n" + "\n".join(problems), pytrace=False)
+
+
+class Filler:
+    """Keeps the file system of `folder` full to the last byte: what anything frees (a log cut
+    back to its last whole line) is taken again at once, as another program filling the disk
+    would. `stop` ends it and removes its file."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "filler"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._stop = threading.Event()
+        self._fill()
+        self.thread = threading.Thread(target=self._keep_full, daemon=True)
+        self.thread.start()
+
+    def _fill(self) -> None:
+        for size in (1 << 20, 4096, 1):
+            chunk = b"x" * size
+            try:
+                while True:
+                    os.write(self.fd, chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+
+    def _keep_full(self) -> None:
+        while not self._stop.wait(0.002):
+            self._fill()
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self.thread.join(5)
+            os.close(self.fd)
+            self.path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def filler(small_home: Pyvm2):
+    made: list[Filler] = []
+    yield lambda: made.append(Filler(small_home.home)) or made[-1]
+    for f in made:
+        f.stop()
+
+
+def state_of(pv: Pyvm2, name: str) -> dict | None:
+    doc = json.loads((pv.home / "state.json").read_bytes())
+    return next((p for p in doc["procs"] if p["spec"]["name"] == name), None)
+
+
+def outside(pv: Pyvm2) -> dict[str, str]:
+    return {"pid_file": str(pv.workdir / "t.pid"), "out_file": str(pv.workdir / "t-out.log"),
+            "error_file": str(pv.workdir / "t-err.log")}
+
+
+def test_a_stop_that_cannot_be_saved_says_so_and_lands_once_there_is_room(
+        small_home: Pyvm2, filler) -> None:
+    pv = small_home
+    # its pid and log files elsewhere: removing the pid file at the stop would free room
+    pv.ok("start", str(pv.write_eco([pv.app("t", "ticker.py", **outside(pv))])))
+    app_pid = pv.proc("t")["pid"]
+    full = filler()
+    r = pv.run("stop", "t")
+    assert r.code != 0, str(r)
+    assert "Traceback" not in r.err and "pyvm2 bug" not in r.err, str(r)
+    assert "state.json" in r.first_err_line and "No space left" in r.first_err_line, str(r)
+    assert "free space" in r.err, str(r)
+    # in effect: the app is stopped, and the daemon knows it should stay so
+    wait_for(lambda: alive(app_pid), lambda a: not a, what="the stopped app to be gone")
+    assert pv.proc("t")["pm2_env"]["desired"] == "stopped"
+    # a second command on the still-full disk says so too
+    r = pv.run("stop", "t")
+    assert r.code != 0 and "state.json" in r.err, str(r)
+    # `save` on the full disk: one clear line, no internal error
+    r = pv.run("save")
+    assert r.code != 0, str(r)
+    assert "dump.json" in r.first_err_line and "No space left" in r.first_err_line, str(r)
+    assert "pyvm2 bug" not in r.err and "internal" not in r.err, str(r)
+    # room again: the daemon's retry writes the state without being asked
+    full.stop()
+    wait_for(lambda: state_of(pv, "t"), lambda e: e is not None and e["desired"] == "stopped",
+             what="the state file to hold the stop", timeout=30)
+    # so a crash now does not bring the app back
+    os.kill(pv.daemon_pid(), signal.SIGKILL)
+    wait_for(lambda: pv.daemon_pid(), lambda p: p is None or not alive(p),
+             what="the daemon to die")
+    assert pv.status("t") == ["stopped"]
+    assert [p for p in processes_of_home(pv.home) if "ticker" in " ".join(p.cmdline())] == []
+
+
+def test_kill_on_a_full_disk_leaves_nothing_to_come_back(small_home: Pyvm2, filler) -> None:
+    pv = small_home
+    pv.ok("start", pv.app("t", "ticker.py")["script"], "--name", "t")
+    full = filler()
+    r = pv.ok("kill")
+    assert "All Applications Stopped" in r.out
+    full.stop()
+    assert pv.jlist() == []
+
+
+# ---- saved lists that cannot be read ----------------------------------------------------------
+def test_resurrect_of_a_deeply_nested_dump_says_what_is_wrong(pv: Pyvm2) -> None:
+    pv.home.mkdir(mode=0o700, exist_ok=True)
+    (pv.home / "dump.json").write_text("[" * 100_000 + "]" * 100_000)
+    r = pv.run("resurrect")
+    assert r.code != 0, str(r)
+    assert "dump.json" in r.first_err_line and "nested too deeply" in r.first_err_line, str(r)
+    assert "pyvm2 bug" not in r.err and "internal" not in r.err, str(r)
+    assert "hint:" in r.err
+    pv.ok("ping")
+
+
+def test_dump_entries_missing_fields_are_skipped_with_a_sentence(pv: Pyvm2) -> None:
+    good = {"name": "good", "script": pv.app("t", "ticker.py")["script"], "cwd": str(pv.workdir)}
+    pv.home.mkdir(mode=0o700, exist_ok=True)
+    (pv.home / "dump.json").write_text(json.dumps({"format": 1, "next_id": 3, "envs": {}, "procs": [
+        {"spec": {"name": "half"}, "desired": "running"},
+        {"pm_id": 1, "desired": "running"},
+        {"spec": dict(good, env=["not", "an", "object"]), "desired": "running"},
+        {"spec": dict(good, name="badinst"), "instance": "two", "desired": "running"},
+        {"spec": good, "desired": "running"},
+    ]}))
+    r = pv.ok("resurrect")
+    text = r.out + r.err
+    assert "missing script, cwd" in text, text
+    assert "no app definition" in text, text
+    assert "env must be an object" in text, text
+    assert "instance must be a whole number" in text, text
+    assert "__init__" not in text and "positional argument" not in text, text
+    assert pv.status("good") == ["online"]
+
+
+def test_import_pm2_of_a_deeply_nested_or_odd_dump_says_what_is_wrong(pv: Pyvm2) -> None:
+    deep = pv.workdir / "deep.pm2"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    r = pv.run("import-pm2", str(deep))
+    assert r.code != 0 and "nested too deeply" in r.first_err_line, str(r)
+    assert "Traceback" not in r.err and "pyvm2 bug" not in r.err, str(r)
+    odd = pv.workdir / "odd.pm2"
+    odd.write_text(json.dumps([{"pm_exec_path": {"a": 1}}, {"pm_exec_path": "/bin/sleep",
+                                                          "name": ["x"]}]))
+    r = pv.ok("import-pm2", str(odd))
+    assert r.err.count("skipped") == 2, str(r)
