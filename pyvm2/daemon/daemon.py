@@ -21,7 +21,7 @@ from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotatio
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.policy import Trigger
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
-from pyvm2.errors import NotFound, Pyvm2Error, UsageError
+from pyvm2.errors import DaemonError, NotFound, Pyvm2Error, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
@@ -44,6 +44,10 @@ WATCH_MUTE_S = 0.25
 _STRAY_SIGNALS = tuple(getattr(signal, n) for n in (
     "SIGUSR1", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
     if hasattr(signal, n))
+#: Commands that change nothing; the only ones answered while a handover waits.
+READ_ONLY = frozenset({"hello", "ping", "list", "describe", "targets", "handover"})
+#: A handover waits this long at most for the commands in flight to finish.
+HANDOVER_WAIT_S = 120.0
 #: How often the monitor samples cpu and memory of every app's tree.
 SAMPLE_INTERVAL_S = 1.0
 #: `start` and `restart` answer once every instance is settled, or after this long.
@@ -124,6 +128,8 @@ class Daemon:
         self.started_at = time.time()
         self._stopping = asyncio.Event()
         self._handover = False
+        self._handing_over = False    # `update` waits for the commands in flight to finish
+        self._in_flight = 0           # commands being run (dispatch), handover included
         self._keep_state = False      # another daemon may own the state file now
         self.socket_ino = 0
         self._watcher: Watcher | None = None
@@ -519,6 +525,22 @@ class Daemon:
         """Run `cmd_<cmd>(**args)` with the arguments `protocol.parse_request` checked, then bring
         watch and cron in line; commands that change what runs answer once the state file holds
         it. A reply that does not have the command's declared shape is a daemon bug."""
+        if self._handing_over and cmd not in READ_ONLY:
+            raise DaemonError(f"{cmd}: the daemon is being replaced by a new one (pyvm2 update)",
+                              "run the command again in a moment; the new daemon will take it")
+        self._in_flight += 1
+        try:
+            result = await self._run(cmd, args)
+        finally:
+            self._in_flight -= 1
+        if isinstance(result, dict) and "list" in result:
+            result["list"] = self.snapshot()  # with watching as it now is
+        problem = protocol.COMMANDS[cmd].reply_problem(result)
+        if problem is not None:
+            raise RuntimeError(f"the reply of {cmd} does not have its declared shape: {problem}")
+        return result
+
+    async def _run(self, cmd: str, args: dict[str, Any]) -> Any:
         try:
             result = await getattr(self, f"cmd_{cmd}")(**args)
         except BaseException:
@@ -532,11 +554,6 @@ class Daemon:
             self.sync_schedules()
             if cmd in PERSISTED:
                 await self.journal.persist(f"the {cmd}")
-        if isinstance(result, dict) and "list" in result:
-            result["list"] = self.snapshot()  # with watching as it now is
-        problem = protocol.COMMANDS[cmd].reply_problem(result)
-        if problem is not None:
-            raise RuntimeError(f"the reply of {cmd} does not have its declared shape: {problem}")
         return result
 
     def _specs(self, apps: list[dict[str, Any]]) -> list[AppSpec]:
@@ -804,7 +821,21 @@ class Daemon:
         return {"actions": actions, "list": self.snapshot()}
 
     async def cmd_handover(self) -> dict:
-        """Leave, keeping every app running, so that a new daemon can adopt them."""
+        """Leave, keeping every app running, so that a new daemon can adopt them. Commands in
+        flight (a slow stop), automatic restarts and exits being handled finish first, so each
+        gets its true answer and the new daemon adopts settled instances; commands that would
+        change something are refused meanwhile."""
+        self._handing_over = True
+        deadline = time.monotonic() + HANDOVER_WAIT_S
+        waited = False
+        while self._in_flight > 1 or any(p.busy for p in self.procs.values()):
+            if time.monotonic() >= deadline:
+                self.log(f"handing over with work still in flight after {HANDOVER_WAIT_S:.0f}s")
+                break
+            if not waited:
+                self.log("handover: waiting for the commands in flight to finish")
+                waited = True
+            await asyncio.sleep(0.05)
         self.log("handing over to a new daemon; apps keep running")
         self._handover = True
         asyncio.get_running_loop().call_soon(self.shutdown)

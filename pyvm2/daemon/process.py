@@ -128,6 +128,11 @@ class ManagedProcess:
         return self.run.pid if self.run is not None and self.run.alive else None
 
     @property
+    def busy(self) -> bool:
+        """A command, an automatic restart or an exit is being handled, or waits to be."""
+        return self.lock.locked() or self._restart_pending
+
+    @property
     def memory_limit(self) -> int | None:
         return self.spec.max_memory_restart
 

@@ -235,3 +235,42 @@ def test_import_pm2_of_a_deeply_nested_or_odd_dump_says_what_is_wrong(pv: Pyvm2)
                                                           "name": ["x"]}]))
     r = pv.ok("import-pm2", str(odd))
     assert r.err.count("skipped") == 2, str(r)
+
+
+# ---- update during a slow stop --------------------------------------------------------------
+def test_update_during_a_slow_stop_waits_for_it_and_both_get_a_true_answer(pv: Pyvm2) -> None:
+    eco = pv.write_eco([pv.app("r", "ignore_signals.py", kill_timeout=4000)])
+    pv.ok("start", str(eco))
+    pv.wait_log("r", "ignoring signals")
+    app_pid = pv.proc("r")["pid"]
+    old_daemon = pv.daemon_pid()
+    stopping = pv.popen("stop", "r")
+    pv.wait_status("r", "stopping")
+    r = pv.ok("update", timeout=90)
+    out, err = stopping.communicate(timeout=60)
+    assert stopping.returncode == 0, (out, err)
+    assert b"may have crashed" not in err and b"Applying action stop" in out, (out, err)
+    assert "1 app(s) kept running" not in r.out, str(r)
+    assert pv.daemon_pid() != old_daemon
+    p = pv.proc("r")
+    assert p["pm2_env"]["status"] == "stopped" and p["pm2_env"]["desired"] == "stopped", p
+    assert not alive(app_pid)
+
+
+def test_commands_that_change_something_wait_out_a_handover(pv: Pyvm2) -> None:
+    """While the old daemon waits for a slow stop, a start is refused with a sentence (not lost,
+    not half done), and works once the new daemon is up."""
+    eco = pv.write_eco([pv.app("r", "ignore_signals.py", kill_timeout=15000),
+                        pv.app("t", "ticker.py", autostart=False)])
+    pv.ok("start", str(eco))
+    pv.wait_log("r", "ignoring signals")
+    stopping = pv.popen("stop", "r")
+    pv.wait_status("r", "stopping")
+    update = pv.popen("update")
+    wait_for(lambda: (pv.home / "pyvm2.log").read_text(),
+             lambda t: "handover: waiting" in t, what="the handover to wait")
+    r = pv.run("start", "t")
+    assert r.code == 3 and "being replaced" in r.first_err_line, str(r)
+    assert update.wait(60) == 0 and stopping.wait(60) == 0
+    pv.ok("start", "t")
+    pv.wait_status("t", "online")
