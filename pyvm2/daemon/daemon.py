@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
-from pyvm2.daemon import spawn, tree
+from pyvm2.daemon import fds, spawn, tree
 from pyvm2.daemon.journal import Journal, NotSaved, atomic_write, pack, unpack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
@@ -288,6 +288,9 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         for sig in _STRAY_SIGNALS:
             loop.add_signal_handler(sig, self.log, f"ignored signal {signal.Signals(sig).name}")
+        fds.BUDGET.log = self.log
+        fds.BUDGET.hold()
+        loop.set_exception_handler(self._loop_error)
         await self.restore()
         server = Server(self)
         await server.start()
@@ -311,6 +314,13 @@ class Daemon:
                 self.home.pid.unlink()
         except (OSError, ValueError):
             pass
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of descriptors, the server stops accepting clients for a second: give back the
+        reserve so that the next try lets `stop` and `kill` in."""
+        if fds.exhausted(context.get("exception")):
+            fds.BUDGET.release()
+        loop.default_exception_handler(context)
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -357,6 +367,7 @@ class Daemon:
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             tick += 1
+            fds.BUDGET.refill()
             if tick % 5 == 0:
                 self._leave_if_orphaned()
                 if self._stopping.is_set():

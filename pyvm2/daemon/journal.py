@@ -157,6 +157,9 @@ class Journal:
         folder = os.path.dirname(self.path) or "."
         if e is not None and e.errno in (errno.ENOSPC, errno.EDQUOT):
             fix = f"free space on the file system of {folder} (df -h {folder})"
+        elif e is not None and e.errno in (errno.EMFILE, errno.ENFILE):
+            fix = ("stop some apps, or raise the daemon's limit of open files (ulimit -n, or "
+                   "LimitNOFILE= in the systemd unit) and run pyvm2 update")
         else:
             fix = f"make {folder} writable again"
         return NotSaved(

@@ -387,6 +387,8 @@ class ManagedProcess:
         self.run = run
         self.exit_code = None
         sink = self.sink()
+        if run.out_fd is not None or run.err_fd is not None:
+            sink.open()
         for stream, fd in (("out", run.out_fd), ("err", run.err_fd)):
             if fd is not None:
                 spawn.pipe_reader(fd, loop, functools.partial(sink.feed, stream),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -274,3 +275,35 @@ def test_commands_that_change_something_wait_out_a_handover(pv: Pyvm2) -> None:
     assert update.wait(60) == 0 and stopping.wait(60) == 0
     pv.ok("start", "t")
     pv.wait_status("t", "online")
+
+
+# ---- a low descriptor limit -------------------------------------------------------------------
+def test_a_low_descriptor_limit_refuses_starts_with_a_sentence_and_stops_still_work(
+        pv: Pyvm2) -> None:
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    eco = pv.write_eco([pv.app(f"a{i}", "ticker.py", env={"TICK_S": "1"}) for i in range(40)])
+    # the daemon this CLI starts inherits the limit (and cannot raise it past the hard one)
+    r = subprocess.run(["prlimit", "--nofile=100:100", *pv.cmd("start", str(eco))],
+                       capture_output=True, text=True, timeout=120, cwd=pv.workdir, env=pv.env)
+    assert r.returncode != 0, r
+    assert "Traceback" not in r.stderr and "/dev/null" not in r.stderr, r.stderr
+    assert "file descriptors" in r.stderr and "100" in r.stderr, r.stderr
+    assert "ulimit -n" in r.stderr and "LimitNOFILE" in r.stderr, r.stderr
+    procs = pv.jlist()
+    online = [p for p in procs if p["pm2_env"]["status"] == "online"]
+    errored = [p for p in procs if p["pm2_env"]["status"] == "errored"]
+    assert online and errored and len(online) + len(errored) == 40, procs
+    assert all("file descriptors" in p["pm2_env"]["status_reason"] for p in errored)
+    # what keeps the descriptors can always be stopped, deleted and killed
+    pv.ok("stop", online[0]["name"])
+    pv.ok("delete", online[1]["name"])
+    pv.ok("start", errored[0]["name"])   # there is room for one again
+    pv.wait_status(errored[0]["name"], "online")
+    pv.ok("stop", "all")
+    assert {p["pm2_env"]["status"] for p in pv.jlist()} == {"stopped"}
+    r = pv.run("start", "all")
+    assert r.code != 0 and "file descriptors" in r.err, str(r)
+    r = pv.ok("kill")
+    assert "All Applications Stopped (39)" in r.out, str(r)
+    assert [p for p in processes_of_home(pv.home) if "ticker" in " ".join(p.cmdline())] == []
