@@ -117,7 +117,8 @@ class Budget:
 BUDGET = Budget()
 
 
-def exhausted(e: BaseException) -> bool:
+def exhausted(e: object) -> bool:
+    """True for the errors that mean no descriptor is left (per process or system-wide)."""
     return isinstance(e, OSError) and e.errno in EXHAUSTED
 
 

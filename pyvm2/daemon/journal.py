@@ -4,6 +4,7 @@ after a crash so it can re-adopt live processes."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -150,8 +151,7 @@ class Journal:
             raise self.not_saved(what)
 
     def not_saved(self, what: str) -> NotSaved:
-        import errno
-
+        """The error for a command whose effect the last write failed to record."""
         e = self.error
         why = (e.strerror or str(e)) if e is not None else "unknown error"
         folder = os.path.dirname(self.path) or "."
