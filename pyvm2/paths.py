@@ -9,9 +9,22 @@ from pathlib import Path
 _UNSAFE = re.compile(r"[^a-zA-Z0-9.\-]")
 
 
+#: Longest stem of a file name derived from an app name. With `-error-<id>.log.<n>.gz` and a
+#: temporary suffix it stays far below NAME_MAX (255 bytes on every common file system).
+MAX_STEM = 100
+
+
 def sanitize(name: str) -> str:
-    """pm2's rule for file names derived from an app name."""
-    return _UNSAFE.sub("-", name)
+    """pm2's rule for file names derived from an app name (anything but ASCII letters, digits,
+    `.` and `-` becomes `-`), cut to MAX_STEM characters: a longer name keeps its head and gets a
+    short hash of the whole name, so two long names that start alike still get files of their own."""
+    stem = _UNSAFE.sub("-", name)
+    if len(stem) <= MAX_STEM:
+        return stem
+    import hashlib
+
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{stem[:MAX_STEM - 11]}-{digest}"
 
 
 class Home:

@@ -41,6 +41,9 @@ def read_pm2_dump(path: str) -> tuple[list[dict[str, Any]], list[str]]:
         doc = json5.loads(text) if text.strip() else []
     except ValueError as e:
         raise ConfigError(f"{path} is not a pm2 dump: {e}", "pm2 writes it with: pm2 save") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not a pm2 dump: it is nested too deeply to read",
+                          "pm2 writes it with: pm2 save") from None
     if not isinstance(doc, list):
         raise ConfigError(f"{path} is not a pm2 dump (expected a list of processes)")
     entries: list[dict[str, Any]] = []
@@ -48,7 +51,11 @@ def read_pm2_dump(path: str) -> tuple[list[dict[str, Any]], list[str]]:
     seen: dict[str, int] = {}
     for i, env in enumerate(doc):
         if not isinstance(env, dict) or not env.get("pm_exec_path"):
-            warnings.append(f"{path}: entry {i} skipped: not a pm2 process")
+            warnings.append(f"{path}: entry {i} skipped: not a pm2 process (no pm_exec_path)")
+            continue
+        if not isinstance(env["pm_exec_path"], str) or \
+                not isinstance(env.get("name") or "", (str, int, float)):
+            warnings.append(f"{path}: entry {i} skipped: its pm_exec_path or name is not text")
             continue
         name = str(env.get("name") or os.path.basename(env["pm_exec_path"]))
         app_env = env["env"] if isinstance(env.get("env"), dict) else {}

@@ -113,7 +113,14 @@ class AppSpec:
             if isinstance(v, list):
                 v = tuple(v)
             kw[k] = v
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kw
+                   and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
         if "env" in kw:
+            if not isinstance(kw["env"], Mapping):
+                raise ValueError("env must be an object")
             kw["env"] = dict(kw["env"])
         return cls(**kw)
 

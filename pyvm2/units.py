@@ -37,14 +37,25 @@ def clip(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def visible(text: str) -> str:
+    """`text` with control and invisible characters (bidirectional overrides, zero-width marks,
+    line separators) written as \\uXXXX, so an error message shows what the value holds."""
+    if text.isprintable():
+        return text
+    import unicodedata
+
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
+                   else c for c in text)
+
+
 def show(value: Any) -> str:
     """How a value is quoted in an error message: strings in double quotes, the rest as JSON."""
     if isinstance(value, str):
-        return json.dumps(clip(value), ensure_ascii=False)
+        return visible(json.dumps(clip(value), ensure_ascii=False))
     try:
-        return clip(json.dumps(value, ensure_ascii=False))
+        return visible(clip(json.dumps(value, ensure_ascii=False)))
     except (TypeError, ValueError, RecursionError):
-        return clip(repr(value))
+        return visible(clip(repr(value)))
 
 
 def _number(value: Any) -> float | int | None:

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import shlex
+import unicodedata
 from typing import Any
 
 from pyvm2.units import UnitError, clip, parse_size, show
@@ -106,6 +107,12 @@ def check_var(name: str) -> str:
 
 
 
+#: Characters refused in names: controls (C0 and C1), format characters (bidirectional overrides
+#: such as U+202E, zero-width spaces and joiners) and line or paragraph separators. Each would let
+#: a name show as something else in a table, a log prefix or a terminal.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
 def check_name(value: str, what: str) -> str:
     if not value.strip():
         raise UnitError(f"{what} is empty", f"give the app a {what} such as \"api\"")
@@ -113,8 +120,12 @@ def check_name(value: str, what: str) -> str:
         raise UnitError(f"{what} {show(value)} is only digits",
                         "it would be confused with a process id; use something like \"app-"
                         f"{value.strip()}\"")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise UnitError(f"{what} {show(value)} contains a control character",
+    bad = next((c for c in value if unicodedata.category(c) in _INVISIBLE), None)
+    if bad is not None:
+        kind = "a control character" if unicodedata.category(bad) == "Cc" else \
+            "an invisible or text-direction character"
+        raise UnitError(f"{what} {show(value)} contains {kind} "
+                        f"(U+{ord(bad):04X} {unicodedata.name(bad, '')})".replace(" )", ")"),
                         "use letters, digits, spaces and - _ . :")
     if what == "name" and value == "all":
         raise UnitError('name "all" is reserved', '"all" means every app on the command line')

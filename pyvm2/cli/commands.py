@@ -493,7 +493,8 @@ def update() -> None:
         return
     before = old.daemon_version
     pid = daemon_pid(old.home)
-    res = old.call("handover")
+    # the old daemon answers once the commands in flight (a slow stop) are done
+    res = old.call("handover", timeout=None)
     old.close()
     deadline = time.monotonic() + 10
     pid = res.get("pid") or pid

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from pyvm2.cli.term import paint
+from pyvm2.cli.term import escape_controls, paint
 from pyvm2.tail import tail_lines
 
 POLL_S = 0.2
@@ -40,7 +40,7 @@ def show_logs(procs: list[dict], *, target: str, daemon_log: str, lines: int, fo
     seen: set[str] = set()
     for p in sorted(procs, key=lambda p: p["pm_id"]):
         env = p.get("pm2_env", {})
-        label = f"{p['pm_id']}|{p['name']}"
+        label = escape_controls(f"{p['pm_id']}|{p['name']}")
         for key, is_err in (("pm_out_log_path", False), ("pm_err_log_path", True)):
             path = env.get(key)
             if not path or path == "/dev/null" or path in seen:

@@ -61,16 +61,23 @@ def use_color(stream: Any = None) -> bool:
         return False
 
 
-def escape_controls(text: str) -> str:
-    """`text` with control characters shown escaped (``\\n``, ``\\x1b``).
+#: Shown escaped: controls, format characters (bidirectional overrides, zero-width marks) and
+#: line or paragraph separators.
+_ESCAPED = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
-    Names, paths and reasons come from users: a newline would break a table and an escape sequence
-    could move the cursor or leak colour into output that must have none."""
+
+def escape_controls(text: str) -> str:
+    """`text` with control and invisible characters shown escaped (``\\n``, ``\\x1b``,
+    ``\\u202e``).
+
+    Names, paths and reasons come from users: a newline would break a table, an escape sequence
+    could move the cursor or leak colour into output that must have none, and a bidirectional
+    override (U+202E) would show a name reversed."""
     if text.isprintable():
         return text
     return "".join(
-        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) == "Cc" else ch
-        for ch in text
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _ESCAPED
+        else ch for ch in text
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -14,20 +15,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
-from pyvm2.daemon import spawn, tree
-from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
+from pyvm2.daemon import fds, spawn, tree
+from pyvm2.daemon.journal import Journal, NotSaved, atomic_write, pack, unpack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.notify import Notifier
 from pyvm2.daemon.policy import Trigger
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess, ReloadFailed
 from pyvm2.daemon.sockets import Listeners
-from pyvm2.errors import NotFound, Pyvm2Error, SpawnError, UsageError
+from pyvm2.errors import DaemonError, NotFound, Pyvm2Error, SpawnError, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
 from pyvm2.status import Desired, Status, is_settled
+from pyvm2.units import UnitError, visible
+from pyvm2.values import check_name
 
 if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches or has a cron
     from pyvm2.daemon.cron import CronJob
@@ -43,6 +46,10 @@ WATCH_MUTE_S = 0.25
 _STRAY_SIGNALS = tuple(getattr(signal, n) for n in (
     "SIGUSR1", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
     if hasattr(signal, n))
+#: Commands that change nothing; the only ones answered while a handover waits.
+READ_ONLY = frozenset({"hello", "ping", "list", "describe", "targets", "handover"})
+#: A handover waits this long at most for the commands in flight to finish.
+HANDOVER_WAIT_S = 120.0
 #: How often the monitor samples cpu and memory of every app's tree.
 SAMPLE_INTERVAL_S = 1.0
 #: `start` and `restart` answer once every instance is settled, or after this long.
@@ -123,6 +130,8 @@ class Daemon:
         self.started_at = time.time()
         self._stopping = asyncio.Event()
         self._handover = False
+        self._handing_over = False    # `update` waits for the commands in flight to finish
+        self._in_flight = 0           # commands being run (dispatch), handover included
         self._keep_state = False      # another daemon may own the state file now
         self.socket_ino = 0
         self._watcher: Watcher | None = None
@@ -296,6 +305,9 @@ class Daemon:
         for sig in _STRAY_SIGNALS:
             loop.add_signal_handler(sig, self.log, f"ignored signal {signal.Signals(sig).name}")
         self.notifier.open(loop)
+        fds.BUDGET.log = self.log
+        fds.BUDGET.hold()
+        loop.set_exception_handler(self._loop_error)
         await self.restore()
         server = Server(self)
         await server.start()
@@ -321,6 +333,13 @@ class Daemon:
                 self.home.pid.unlink()
         except (OSError, ValueError):
             pass
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of descriptors, the server stops accepting clients for a second: give back the
+        reserve so that the next try lets `stop` and `kill` in."""
+        if fds.exhausted(context.get("exception")):
+            fds.BUDGET.release()
+        loop.default_exception_handler(context)
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -368,6 +387,7 @@ class Daemon:
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             tick += 1
+            fds.BUDGET.refill()
             if tick % 5 == 0:
                 self._leave_if_orphaned()
                 if self._stopping.is_set():
@@ -545,18 +565,35 @@ class Daemon:
         """Run `cmd_<cmd>(**args)` with the arguments `protocol.parse_request` checked, then bring
         watch and cron in line; commands that change what runs answer once the state file holds
         it. A reply that does not have the command's declared shape is a daemon bug."""
+        if self._handing_over and cmd not in READ_ONLY:
+            raise DaemonError(f"{cmd}: the daemon is being replaced by a new one (pyvm2 update)",
+                              "run the command again in a moment; the new daemon will take it")
+        self._in_flight += 1
         try:
-            result = await getattr(self, f"cmd_{cmd}")(**args)
+            result = await self._run(cmd, args)
         finally:
-            if not self._stopping.is_set():
-                self.sync_schedules()
-                if cmd in PERSISTED:
-                    await self.journal.persist()
+            self._in_flight -= 1
         if isinstance(result, dict) and "list" in result:
             result["list"] = self.snapshot()  # with watching as it now is
         problem = protocol.COMMANDS[cmd].reply_problem(result)
         if problem is not None:
             raise RuntimeError(f"the reply of {cmd} does not have its declared shape: {problem}")
+        return result
+
+    async def _run(self, cmd: str, args: dict[str, Any]) -> Any:
+        try:
+            result = await getattr(self, f"cmd_{cmd}")(**args)
+        except BaseException:
+            if not self._stopping.is_set():
+                self.sync_schedules()
+                if cmd in PERSISTED:
+                    with contextlib.suppress(NotSaved):
+                        await self.journal.persist()
+            raise
+        if not self._stopping.is_set():
+            self.sync_schedules()
+            if cmd in PERSISTED:
+                await self.journal.persist(f"the {cmd}")
         return result
 
     def _specs(self, apps: list[dict[str, Any]]) -> list[AppSpec]:
@@ -787,7 +824,14 @@ class Daemon:
         if not entries and not force:
             raise UsageError("no app is managed, so the saved list was left as it is",
                              "use pyvm2 save --force to save an empty list")
-        await asyncio.to_thread(atomic_write, path, pack(entries, self.next_id), keep_backup=True)
+        try:
+            await asyncio.to_thread(atomic_write, path, pack(entries, self.next_id),
+                                    keep_backup=True)
+        except OSError as e:
+            self.log(f"cannot save to {path}: {e.strerror or e}")
+            raise Pyvm2Error(f"cannot write {path}: {e.strerror or e}; nothing was saved",
+                             _disk_hint(e, path, "then run pyvm2 save again; the list saved "
+                                                 "before is unchanged")) from None
         self.log(f"saved {len(entries)} process(es) to {path}")
         return {"path": path, "count": len(entries)}
 
@@ -800,8 +844,16 @@ class Daemon:
                 return entries
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError) as e:
-                last_error = f"{path}: {e}"
+            except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:
+                if isinstance(e, RecursionError):
+                    why = "nested too deeply to read"
+                elif isinstance(e, OSError):
+                    why = e.strerror or str(e)
+                elif isinstance(e, ValueError):
+                    why = f"not a saved list ({str(e)[:200]})"
+                else:
+                    why = "not a saved list (its parts do not have the expected types)"
+                last_error = f"{path}: {why}"
                 self.log(f"cannot read {last_error}")
         if last_error:
             raise UsageError(f"the saved list cannot be read ({last_error})", "save again with: pyvm2 save")
@@ -824,13 +876,21 @@ class Daemon:
         usable: list[tuple[AppSpec, dict[str, Any]]] = []
         for i, e in enumerate(entries):
             try:
+                if not isinstance(e, dict) or not isinstance(e.get("spec"), dict):
+                    raise ValueError("it has no app definition (its \"spec\" object)")
                 spec = AppSpec.from_dict(e["spec"])
                 problem = definition_problem(spec)
                 if problem is not None:
                     raise ValueError(f"{spec.name}: {problem}")
+                instance = e.get("instance") or 0
+                if not isinstance(instance, int) or isinstance(instance, bool) or instance < 0:
+                    raise ValueError(f"instance must be a whole number, got {instance!r:.40}")
+                if not isinstance(e.get("base_env") or {}, dict):
+                    raise ValueError("base_env must be an object")
             except (KeyError, TypeError, ValueError) as err:
-                what = f"entry {i} ({e.get('spec', {}).get('name', '?')!s:.60})" \
-                    if isinstance(e.get("spec"), dict) else f"entry {i}"
+                name = e["spec"].get("name") if isinstance(e, dict) and \
+                    isinstance(e.get("spec"), dict) else None
+                what = f"entry {i} ({visible(str(name)):.60})" if name else f"entry {i}"
                 if from_client:
                     raise BadRequest(f"resurrect: {what} is not usable: {err}") from None
                 self.log(f"{self.home.dump}: {what} skipped: {err}")
@@ -838,7 +898,7 @@ class Daemon:
                 continue
             usable.append((spec, e))
         for spec, e in usable:
-            instance = int(e.get("instance") or 0)
+            instance = e.get("instance") or 0
             present = [p for p in self.procs.values() if p.name == spec.name and p.instance == instance]
             if present:
                 actions.append({"name": spec.name, "pm_id": present[0].pm_id, "action": "already present"})
@@ -855,7 +915,21 @@ class Daemon:
         return {"actions": actions, "list": self.snapshot()}
 
     async def cmd_handover(self) -> dict:
-        """Leave, keeping every app running, so that a new daemon can adopt them."""
+        """Leave, keeping every app running, so that a new daemon can adopt them. Commands in
+        flight (a slow stop), automatic restarts and exits being handled finish first, so each
+        gets its true answer and the new daemon adopts settled instances; commands that would
+        change something are refused meanwhile."""
+        self._handing_over = True
+        deadline = time.monotonic() + HANDOVER_WAIT_S
+        waited = False
+        while self._in_flight > 1 or any(p.busy for p in self.procs.values()):
+            if time.monotonic() >= deadline:
+                self.log(f"handing over with work still in flight after {HANDOVER_WAIT_S:.0f}s")
+                break
+            if not waited:
+                self.log("handover: waiting for the commands in flight to finish")
+                waited = True
+            await asyncio.sleep(0.05)
         self.log("handing over to a new daemon; apps keep running")
         self._handover = True
         asyncio.get_running_loop().call_soon(self.shutdown)
@@ -871,9 +945,28 @@ class Daemon:
         self.procs.clear()
         self.next_id = 0
         self.listeners.close_all(unlink=True)
-        self.journal.flush()
+        if self.journal.flush() is not None:
+            # no file is an empty registry too, and removing one needs no free space
+            try:
+                os.unlink(self.home.state)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise self.journal.not_saved("the kill") from e
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
+
+
+def _disk_hint(e: OSError, path: str, then: str) -> str:
+    """What to do about a file the daemon could not write."""
+    import errno
+
+    folder = os.path.dirname(path)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"free space on the file system of {folder} (df -h {folder}), {then}"
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"make {folder} writable by the daemon's user, {then}"
+    return f"check {folder} and its file system, {then}"
 
 
 def definition_problem(spec: AppSpec) -> str | None:
@@ -883,6 +976,11 @@ def definition_problem(spec: AppSpec) -> str | None:
         value = getattr(spec, key)
         if not isinstance(value, str) or not value:
             return f"{key} must be a non-empty string"
+    for key in ("name", "namespace"):
+        try:
+            check_name(str(getattr(spec, key)), key)
+        except UnitError as e:
+            return str(e)
     if not isinstance(spec.instances, int) or spec.instances < 1:
         return "instances must be a whole number of at least 1"
     if (spec.user or spec.group) and os.geteuid() != 0:

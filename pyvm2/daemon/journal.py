@@ -4,14 +4,24 @@ after a crash so it can re-adopt live processes."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
 from collections.abc import Callable
 from typing import Any
 
+from pyvm2.errors import Pyvm2Error
+
 #: Changes within this window are written once.
 DEBOUNCE_S = 0.1
+#: After a failed write (a full disk), the next try comes this much later, until one lands.
+RETRY_S = 1.0
+
+
+class NotSaved(Pyvm2Error):
+    """A change is in effect but the state file could not be written: a daemon that died now
+    would come back to the state before it."""
 FORMAT = 1
 
 
@@ -88,16 +98,17 @@ class Journal:
         self._handle: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task | None = None
         self._again = False
-        self._failed = False
+        #: why the last write failed (its OSError), None once one lands
+        self.error: OSError | None = None
 
-    def changed(self) -> None:
+    def changed(self, delay: float = DEBOUNCE_S) -> None:
         if self._handle is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._handle = loop.call_later(DEBOUNCE_S, self._fire)
+        self._handle = loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
@@ -107,23 +118,28 @@ class Journal:
         self._writing = asyncio.get_running_loop().create_task(self._write(self.collect()))
 
     async def _write(self, data: bytes) -> None:
+        """Write `data`; on failure keep the state in memory and try again every RETRY_S."""
         try:
             await asyncio.to_thread(atomic_write, self.path, data)
-            if self._failed:
+            if self.error is not None:
                 self.log(f"state file {self.path} written again")
-            self._failed = False
+            self.error = None
         except OSError as e:
-            if not self._failed:
-                self.log(f"cannot write state file {self.path}: {e.strerror or e}; will retry")
-            self._failed = True
-            self._again = True
-        if self._again:
+            if self.error is None:
+                self.log(f"cannot write state file {self.path}: {e.strerror or e}; "
+                         f"retrying every {RETRY_S:.0f}s")
+            self.error = e
+        if self.error is not None:
+            self._again = False
+            self.changed(RETRY_S)
+        elif self._again:
             self._again = False
             self.changed()
 
-    async def persist(self) -> None:
+    async def persist(self, what: str = "the change") -> None:
         """Write now and wait for it, so that a command's reply means its effect is on disk (a
-        kill -9 right after `pyvm2 stop` must not bring the app back)."""
+        kill -9 right after `pyvm2 stop` must not bring the app back). Raises NotSaved if the
+        write failed; the journal keeps retrying."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -131,9 +147,29 @@ class Journal:
             await asyncio.shield(self._writing)
         self._writing = asyncio.get_running_loop().create_task(self._write(self.collect()))
         await asyncio.shield(self._writing)
+        if self.error is not None:
+            raise self.not_saved(what)
 
-    def flush(self) -> None:
-        """Write now, synchronously (at shutdown)."""
+    def not_saved(self, what: str) -> NotSaved:
+        """The error for a command whose effect the last write failed to record."""
+        e = self.error
+        why = (e.strerror or str(e)) if e is not None else "unknown error"
+        folder = os.path.dirname(self.path) or "."
+        if e is not None and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = f"free space on the file system of {folder} (df -h {folder})"
+        elif e is not None and e.errno in (errno.EMFILE, errno.ENFILE):
+            fix = ("stop some apps, or raise the daemon's limit of open files (ulimit -n, or "
+                   "LimitNOFILE= in the systemd unit) and run pyvm2 update")
+        else:
+            fix = f"make {folder} writable again"
+        return NotSaved(
+            f"{what} is in effect, but the state file {self.path} cannot be written ({why}): "
+            "if the daemon stopped now, the next one would undo it",
+            f"{fix}; the daemon keeps the new state in memory and writes it as soon as it can "
+            f"(it retries every {RETRY_S:.0f}s)")
+
+    def flush(self) -> OSError | None:
+        """Write now, synchronously (at shutdown); the error if that failed."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -141,6 +177,11 @@ class Journal:
             atomic_write(self.path, self.collect())
         except OSError as e:
             self.log(f"cannot write state file {self.path}: {e.strerror or e}")
+            self.error = e
+            self.changed(RETRY_S)
+            return e
+        self.error = None
+        return None
 
     def read(self) -> tuple[list[dict[str, Any]], int]:
         try:

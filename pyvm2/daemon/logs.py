@@ -353,6 +353,12 @@ class LogSink:
             self._partial[stream] = b""
             self._write(stream, self._format(stream, [rest]))
 
+    def open(self) -> None:
+        """Open the files now rather than at the first output, so the daemon's count of open
+        descriptors is right as soon as a run starts (a failure is reported as on a write)."""
+        for f in self.files():
+            f._open()
+
     def reopen(self) -> None:
         for f in self.files():
             f.reopen()

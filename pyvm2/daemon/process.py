@@ -169,6 +169,11 @@ class ManagedProcess:
         return self.run.pid if self.run is not None and self.run.alive else None
 
     @property
+    def busy(self) -> bool:
+        """A command, an automatic restart or an exit is being handled, or waits to be."""
+        return self.lock.locked() or self._restart_pending
+
+    @property
     def memory_limit(self) -> int | None:
         return self.spec.max_memory_restart
 
@@ -554,6 +559,8 @@ class ManagedProcess:
         """Read the run's output and messages, and supervise its exit."""
         loop = asyncio.get_running_loop()
         sink = self.sink()
+        if run.out_fd is not None or run.err_fd is not None:
+            sink.open()
         for stream, fd in (("out", run.out_fd), ("err", run.err_fd)):
             if fd is not None:
                 feed = functools.partial(sink.feed, stream)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from pyvm2.daemon import fds
 from pyvm2.errors import Pyvm2Error, SpawnError
 from pyvm2.launch import Launch, resolve_launch
 from pyvm2.spec import AppSpec
@@ -212,11 +213,15 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
         launch = resolve_launch(spec, env.get("PATH"))
     except Pyvm2Error as e:
         raise SpawnError(e.message, e.hint) from None
+    try:
+        fds.BUDGET.check_start()
+    except fds.TooFew as e:
+        raise SpawnError(str(e), fds.hint()) from None
     env[TOKEN_VAR] = token
     if launch.is_python:
         env.setdefault("PYTHONUNBUFFERED", "1")
     creds = credentials(spec)
-    fds: list[int] = []
+    opened: list[int] = []
     out_r = err_r = None
     child_out: int = subprocess.DEVNULL
     child_err: int = subprocess.DEVNULL
@@ -235,7 +240,7 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
                 ipc_parent = parent.detach()
                 ipc_child = child.detach()
                 os.set_inheritable(ipc_parent, False)
-                fds.append(ipc_child)
+                opened.append(ipc_child)
                 given.append(ipc_child)
                 env["NODE_CHANNEL_FD"] = str(3 + len(handover.listen_fds))
                 env["NODE_CHANNEL_SERIALIZATION_MODE"] = "json"
@@ -243,9 +248,9 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
         if capture:
             os.makedirs(run_dir, mode=0o700, exist_ok=True)
             _, out_r, child_out, spare_out = _fifo_pair(run_dir, token, "out")
-            fds += [out_r, child_out, spare_out]
+            opened += [out_r, child_out, spare_out]
             _, err_r, child_err, spare_err = _fifo_pair(run_dir, token, "err")
-            fds += [err_r, child_err, spare_err]
+            opened += [err_r, child_err, spare_err]
             spares = (spare_out, spare_err)
         popen = subprocess.Popen(
             argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
@@ -256,15 +261,20 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
             umask=-1 if spec.umask is None else spec.umask,
         )
     except OSError as e:
-        for fd in fds:
+        for fd in opened:
             os.close(fd)
         if ipc_parent is not None:
             os.close(ipc_parent)
         remove_fifos(run_dir, token)
+        if fds.exhausted(e):
+            fds.BUDGET.release()
+            raise SpawnError(f"not enough file descriptors to start it ({e.strerror}; the "
+                             f"daemon's limit is {fds.BUDGET.limit}); {fds.HOW}",
+                             fds.hint()) from None
         what = launch.argv[0] if e.filename in (None, launch.argv[0]) else e.filename
         raise SpawnError(f"cannot run {what}: {e.strerror or e}",
                          "check the script/interpreter path and its permissions") from None
-    for fd in fds:
+    for fd in opened:
         if fd not in (out_r, err_r):
             os.close(fd)
     now = time.time()
@@ -281,15 +291,15 @@ def adopt(pid: int, token: str, create_time: float, started_at: float, launch: L
     now_ct = _create_time(pid)
     if now_ct is None or abs(now_ct - create_time) > 0.05:
         return None
-    fds: list[int | None] = []
+    ends: list[int | None] = []
     for path in fifo_paths(run_dir, token):
         try:
-            fds.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            ends.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
         except OSError:
-            fds.append(None)
+            ends.append(None)
     run = Run(pid=pid, token=token, create_time=create_time, started_at=started_at,
               started_mono=time.monotonic() - max(0.0, time.time() - started_at), launch=launch,
-              popen=None, out_fd=fds[0], err_fd=fds[1], exited=loop.create_future())
+              popen=None, out_fd=ends[0], err_fd=ends[1], exited=loop.create_future())
     watch_exit(run, loop)
     return run
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from pyvm2.daemon import fds
 from pyvm2.daemon.spawn import TOKEN_VAR
 from pyvm2.procfs import PGRP, PPID, PROC, stat_fields
 
@@ -54,7 +55,11 @@ def _scan_linux() -> Scan:
             by_group.setdefault(int(fields[PGRP]), set()).add(pid)
             with open(f"{PROC}/{entry}/environ", "rb") as f:
                 env = f.read()
-        except (OSError, ValueError, IndexError):
+        except OSError as e:
+            if fds.exhausted(e):
+                raise  # a scan that could not look is no proof that nothing is left
+            continue
+        except (ValueError, IndexError):
             continue
         at = env.find(needle)
         if at < 0:
@@ -110,7 +115,14 @@ class Scanner:
             while self._next is not None:
                 waiting, self._next = self._next, None
                 try:
-                    waiting.set_result(await asyncio.to_thread(scan_now))
+                    try:
+                        found = await asyncio.to_thread(scan_now)
+                    except OSError as e:
+                        # out of descriptors: stops must still see the processes they stop
+                        if not fds.exhausted(e) or not fds.BUDGET.release():
+                            raise
+                        found = await asyncio.to_thread(scan_now)
+                    waiting.set_result(found)
                 except Exception as e:  # a failed scan fails its waiters, not the daemon
                     waiting.set_exception(e)
         finally:
