@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
-from pyvm2.daemon import spawn, tree
+from pyvm2.daemon import runner, spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
@@ -239,9 +239,18 @@ class Daemon:
             if p.desired is Desired.RUNNING:
                 to_start.append(p)
         self.next_id = max([next_id] + [i + 1 for i in self.procs])
+        # runs of this home the journal does not know (spawned just before the last daemon
+        # died, or known only to a lost journal) go before anything starts: never two copies
+        scan = await self.hooks.scanner.fresh()
+        unknown = scan.tokens_of_home(str(self.home.root)) - live_tokens
+        await runner.stop_unknown(unknown, self.hooks.scanner, self.log)
         self._clean_run_dir(live_tokens)
         for p in to_start:
             loop.create_task(p.start())
+        for p in self.procs.values():
+            if p.run is not None and p.desired is Desired.STOPPED:
+                # the last daemon died during a stop the user asked for: finish it
+                loop.create_task(p.stop("stopped by user"))
         self.sync_schedules()
         if entries:
             self.log(f"restored {len(self.procs)} process(es): {len(live_tokens)} re-adopted, "

@@ -19,6 +19,8 @@ from pyvm2.spec import AppSpec
 
 #: How long a stop waits after SIGKILL before it calls the process unkillable.
 KILL_GRACE_S = 5.0
+#: How long the start-up sweep lets processes no journal knows end on SIGTERM before SIGKILL.
+UNKNOWN_GRACE_S = 3.0
 
 
 class Cancellable(Protocol):
@@ -145,3 +147,41 @@ class OsSpawner:
         while tree.still_alive(procs) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         tree.signal_all(tree.still_alive(procs), signal.SIGKILL)
+
+
+async def stop_unknown(tokens: set[str], scanner: tree.Scanner,
+                       log: Callable[[str], None]) -> int:
+    """Stop every process carrying one of `tokens` (runs of this home that no journal knows:
+    started just before a daemon died, or by a journal that was lost), with their descendants:
+    SIGTERM, then SIGKILL after UNKNOWN_GRACE_S. Returns how many processes were found."""
+    if not tokens:
+        return 0
+    scan = await scanner.fresh()
+    procs: dict[int, psutil.Process] = {}
+    for token in tokens:
+        for p in tree.members(None, token, scan):
+            procs[p.pid] = p
+    if not procs:
+        return 0
+    found = list(procs.values())
+    log(f"stopping {len(found)} process(es) of {len(tokens)} run(s) the journal does not know")
+    tree.signal_all(found, signal.SIGTERM)
+    deadline = time.monotonic() + UNKNOWN_GRACE_S
+    while tree.still_alive(found) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for _ in range(2):   # anything forked meanwhile carries the token too
+        scan = await scanner.fresh()
+        for token in tokens:
+            for p in tree.members(None, token, scan, found):
+                procs.setdefault(p.pid, p)
+        left = tree.still_alive(procs.values())
+        if not left:
+            break
+        tree.signal_all(left, signal.SIGKILL)
+        deadline = time.monotonic() + KILL_GRACE_S
+        while tree.still_alive(left) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    left = tree.still_alive(procs.values())
+    if left:
+        log(f"could not stop {', '.join(str(p.pid) for p in left)} (survived SIGKILL)")
+    return len(procs)
