@@ -2,7 +2,7 @@
 restart on their own, with several CLIs at once on overlapping apps. After each round: each app
 runs exactly once, the desired states a command confirmed are kept, and no process of the home
 is unknown to `list`. The seed is printed; PYVM2_FAULT_SEED replays a run and PYVM2_FAULT_ROUNDS
-runs more rounds (3 by default)."""
+runs more rounds (4 by default: one of each kind)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import psutil
 import pytest
 from conftest import TOKEN_VAR, Pyvm2, alive, proc_environ, processes_of_home, wait_for
 
-ROUNDS = int(os.environ.get("PYVM2_FAULT_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("PYVM2_FAULT_ROUNDS", "4"))
 SEED = int(os.environ.get("PYVM2_FAULT_SEED", str(random.SystemRandom().randrange(1 << 30))))
 #: Apps that run until stopped, and apps that exit on their own now and then (automatic restarts).
 STEADY, FLAPPING = 24, 6
@@ -66,25 +66,58 @@ def kill_daemon(pv: Pyvm2) -> None:
         wait_for(lambda pid=pid: alive(pid), lambda a: not a, what=f"daemon {pid} to be gone")
 
 
-def settled_view(pv: Pyvm2, flapping: set[str]) -> tuple[list[dict], dict, dict] | None:
-    """jlist, live copies and listed copies once they agree, else None."""
+def daemon_children(pid: int) -> set[int]:
+    try:
+        return {c.pid for c in psutil.Process(pid).children()}
+    except psutil.Error:
+        return set()
+
+
+def kill_daemon_after_spawns(pv: Pyvm2, count: int, delay: float, names: set[str] | None = None,
+                             timeout: float = 30) -> int:
+    """kill -9 the daemon `delay` seconds after it has spawned `count` new children (of `names`,
+    if given): inside the moment between a spawn and the journal's next write. Returns how many
+    new children it had spawned."""
+    (pid,) = wait_for(lambda: daemon_pids(pv), lambda d: len(d) == 1, what="one daemon")
+    before = daemon_children(pid)
+
+    def new() -> set[int]:
+        kids = daemon_children(pid) - before
+        if names is not None:
+            kids = {k for k in kids if (proc_environ(k) or {}).get("name") in names}
+        return kids
+
+    deadline = time.monotonic() + timeout
+    while len(new()) < count and time.monotonic() < deadline and alive(pid):
+        time.sleep(0.002)
+    time.sleep(delay)
+    spawned = len(new())
+    kill_daemon(pv)
+    return spawned
+
+
+def settled_view(pv: Pyvm2, flapping: set[str]) -> tuple[bool, list[dict], dict, str]:
+    """(agreed, jlist, live copies, what differs): agreed once every steady app is settled and
+    the live copies are exactly those `list` shows."""
     jl = pv.jlist()
-    steady = [p for p in jl if p["name"] not in flapping]
-    if any(p["pm2_env"]["status"] not in SETTLED for p in steady):
-        return None
+    busy = {p["name"]: p["pm2_env"]["status"] for p in jl
+            if p["name"] not in flapping and p["pm2_env"]["status"] not in SETTLED}
     live, listed = app_copies(pv), listed_tokens(jl)
-    if live != listed:
-        return None
-    return jl, live, listed
+    unlisted = {n: sorted(t - listed.get(n, set())) for n, t in live.items()
+                if t - listed.get(n, set())}
+    dead = {n: sorted(t - live.get(n, set())) for n, t in listed.items()
+            if t - live.get(n, set())}
+    ok = not busy and not unlisted and not dead
+    return ok, jl, live, f"not settled: {busy}; live but not listed: {unlisted}; " \
+                         f"listed but not live: {dead}"
 
 
 def check_round(pv: Pyvm2, names: list[str], flapping: set[str], confirmed: dict[str, str],
                 figures: dict[str, int], label: str) -> None:
     """Exactly once, nothing unknown, confirmed desired states kept. `confirmed`: app name ->
     the desired state of the last command on it that answered success."""
-    view = wait_for(lambda: settled_view(pv, flapping), lambda v: v is not None, timeout=60,
-                    what=f"{label}: every app settled and every live copy listed")
-    jl, live, _ = view
+    _, jl, live, _ = wait_for(lambda: settled_view(pv, flapping), lambda v: v[0], timeout=60,
+                              what=f"{label}: every app settled and every live copy listed")
     figures["checks"] += 1
     by_name: dict[str, list[dict]] = defaultdict(list)
     for p in jl:
@@ -121,7 +154,7 @@ def eco_apps(pv: Pyvm2, names: list[str], flapping: set[str]) -> list[dict]:
     apps = []
     for n in names:
         if n in flapping:
-            apps.append(pv.app(n, "exit_now.py", args=["3"], env={"EXIT_AFTER": "0.7"},
+            apps.append(pv.app(n, "exit_now.py", args=["3"], env={"EXIT_AFTER": "1.5"},
                                restart_delay=100, min_uptime=200, max_restarts=100000))
         else:
             apps.append(pv.app(n, "ticker.py", env={"TICK_S": "1"}))
@@ -140,71 +173,105 @@ def finish(popens: list[tuple[list[str], subprocess.Popen]], timeout: float = 90
     return out
 
 
-@pytest.mark.timeout(170 + 60 * ROUNDS)
-def test_kill_9_at_random_moments_never_leaves_two_copies_or_an_unlisted_process(
-        pv: Pyvm2) -> None:
-    rng = random.Random(SEED)
-    print(f"\nfault injection: seed {SEED}, {ROUNDS} round(s) "
-          f"(replay with PYVM2_FAULT_SEED={SEED} PYVM2_FAULT_ROUNDS={ROUNDS})")
-    names = [f"a{i:02d}" for i in range(STEADY)] + [f"f{i}" for i in range(FLAPPING)]
-    flapping = {n for n in names if n.startswith("f")}
-    eco = pv.write_eco(eco_apps(pv, names, flapping))
-    figures = {"rounds": 0, "checks": 0, "duplicates": 0, "orphans": 0, "kills": 0}
-    confirmed: dict[str, str] = {}
+class Rounds:
+    """One home with STEADY + FLAPPING apps; each round injects one kill -9 of the daemon in one
+    of four situations, in turn, then checks."""
 
-    for rnd in range(ROUNDS):
-        label = f"round {rnd} (seed {SEED})"
-        # chaos: overlapping commands from several CLIs, the daemon killed in the middle
-        subset = lambda k: rng.sample(names, k)  # noqa: E731
-        plans: list[list[str]] = [["start", str(eco)]]
-        plans += [["stop", *subset(8)], ["restart", *subset(8)], ["delete", *subset(4)],
-                  ["start", str(eco)]]
+    def __init__(self, pv: Pyvm2, rng: random.Random) -> None:
+        self.pv, self.rng = pv, rng
+        self.names = [f"a{i:02d}" for i in range(STEADY)] + [f"f{i}" for i in range(FLAPPING)]
+        self.flapping = {n for n in self.names if n.startswith("f")}
+        self.steady = [n for n in self.names if n not in self.flapping]
+        self.eco = str(pv.write_eco(eco_apps(pv, self.names, self.flapping)))
+        self.figures = {"rounds": 0, "checks": 0, "duplicates": 0, "orphans": 0, "kills": 0}
+
+    def check(self, label: str, confirmed: dict[str, str] | None = None) -> None:
+        self.pv.ok("ping")   # a new daemon, restored from what the dead one left
+        check_round(self.pv, self.names, self.flapping, confirmed or {}, self.figures, label)
+
+    def kill(self) -> None:
+        kill_daemon(self.pv)
+        self.figures["kills"] += 1
+
+    def chaos(self, label: str) -> None:
+        """Overlapping commands from several CLIs; the daemon killed in the middle."""
+        rng, pv = self.rng, self.pv
+        plans = [["start", self.eco], ["stop", *rng.sample(self.names, 8)],
+                 ["restart", *rng.sample(self.names, 8)], ["delete", *rng.sample(self.names, 4)],
+                 ["start", self.eco]]
         rng.shuffle(plans)
         popens = []
         for args in plans:
             popens.append((args, pv.popen(*args)))
             time.sleep(rng.uniform(0, 0.3))
         time.sleep(rng.uniform(0.0, 2.5))
-        kill_daemon(pv)
-        figures["kills"] += 1
+        self.kill()
         finish(popens)
-        confirmed.clear()   # commands cut short may or may not have acted
-        pv.ok("ping")
-        check_round(pv, names, flapping, confirmed, figures, label + " after chaos")
+        self.check(label + " after overlapping commands")   # cut short: either outcome holds
 
-        # durability: what a command confirmed survives a kill -9 right after its reply
-        pv.ok("start", str(eco))
-        stopped = rng.sample([n for n in names if n not in flapping], 5)
+    def confirmed(self, label: str) -> None:
+        """What a command confirmed survives a kill -9 right after its reply."""
+        rng, pv = self.rng, self.pv
+        pv.ok("start", self.eco)
+        stopped = rng.sample(self.steady, 5)
         pv.ok("stop", *stopped)
-        deleted = rng.sample([n for n in names if n not in stopped], 2)
+        deleted = rng.sample([n for n in self.names if n not in stopped], 2)
         pv.ok("delete", *deleted)
-        confirmed.update({n: "running" for n in names})
-        confirmed.update({n: "stopped" for n in stopped})
-        confirmed.update({n: "deleted" for n in deleted})
-        kill_daemon(pv)
-        figures["kills"] += 1
-        pv.ok("ping")
-        check_round(pv, names, flapping, confirmed, figures, label + " after confirmed commands")
+        self.kill()
+        want = {n: "running" for n in self.names}
+        want.update({n: "stopped" for n in stopped})
+        want.update({n: "deleted" for n in deleted})
+        self.check(label + " after confirmed commands", want)
 
-        # a kill -9 right after spawns: start what was stopped and deleted, kill at once
-        p = pv.popen("start", str(eco))
-        time.sleep(rng.uniform(0.05, 1.0))
-        kill_daemon(pv)
-        figures["kills"] += 1
+    def cut_start(self, label: str) -> None:
+        """30 apps started from nothing, the daemon killed after a random number of spawns,
+        before or just after the journal's next write."""
+        rng, pv = self.rng, self.pv
+        cleared = pv.run("delete", "all")
+        assert cleared.code == 0 or "no process is managed" in cleared.err, str(cleared)
+        p = pv.popen("start", self.eco)
+        n = kill_daemon_after_spawns(pv, rng.randint(1, len(self.names)),
+                                     rng.choice([0, 0.05, 0.2]))
+        self.figures["kills"] += 1
         finish([(["start"], p)])
-        confirmed.clear()
-        pv.ok("ping")
-        check_round(pv, names, flapping, confirmed, figures, label + " after a cut start")
-        figures["rounds"] += 1
+        self.check(label + f" after a start cut at {n} spawns")
 
-    print(f"fault injection: seed {SEED}: {json.dumps(figures)}")
-    assert figures["duplicates"] == 0 and figures["orphans"] == 0
+    def cut_restart(self, label: str) -> None:
+        """Apps killed; the daemon killed as soon as it has spawned their new copies."""
+        rng, pv = self.rng, self.pv
+        pv.ok("start", self.eco)
+        victims = rng.sample(self.steady, 3)
+        pids = [p["pid"] for p in pv.jlist() if p["name"] in victims and p["pid"]]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        kill_daemon_after_spawns(pv, rng.randint(1, max(1, len(pids))), rng.choice([0, 0.05]),
+                                 names=set(victims))
+        self.figures["kills"] += 1
+        self.check(label + " after a cut automatic restart")
+
+
+@pytest.mark.timeout(120 + 40 * ROUNDS)
+def test_kill_9_at_random_moments_never_leaves_two_copies_or_an_unlisted_process(
+        pv: Pyvm2) -> None:
+    rng = random.Random(SEED)
+    print(f"\nfault injection: seed {SEED}, {ROUNDS} round(s) "
+          f"(replay with PYVM2_FAULT_SEED={SEED} PYVM2_FAULT_ROUNDS={ROUNDS})")
+    r = Rounds(pv, rng)
+    kinds = [r.cut_start, r.chaos, r.cut_restart, r.confirmed]
+    for rnd in range(ROUNDS):
+        t0 = time.monotonic()
+        kind = kinds[rnd % len(kinds)]
+        kind(f"round {rnd} (seed {SEED})")
+        r.figures["rounds"] += 1
+        print(f"round {rnd}: {kind.__name__}, {time.monotonic() - t0:.1f}s")
+    print(f"fault injection: seed {SEED}: {json.dumps(r.figures)}")
+    assert r.figures["duplicates"] == 0 and r.figures["orphans"] == 0
 
 
 @pytest.mark.timeout(120)
 def test_delete_racing_restart_of_an_app_ignoring_signals_leaves_no_ghost(pv: Pyvm2) -> None:
     eco = pv.write_eco([pv.app("r", "ignore_signals.py", kill_timeout=1500)])
-    for trial in range(3):
+    for trial in range(2):
         pv.ok("start", str(eco))
         pv.wait_status("r", "online")
         deleting = pv.popen("delete", "r")
@@ -241,9 +308,8 @@ def test_a_damaged_state_file_is_set_aside_and_the_apps_run_exactly_once(pv: Pyv
     assert len(damaged) == 1, list(pv.home.iterdir())
     log = (pv.home / "pyvm2.log").read_text()
     assert "is damaged" in log and "previous state file" in log, log[-2000:]
-    view = wait_for(lambda: settled_view(pv, set()), lambda v: v is not None,
-                    what="every app settled and listed")
-    _, live, _ = view
+    _, _, live, _ = wait_for(lambda: settled_view(pv, set()), lambda v: v[0],
+                             what="every app settled and listed")
     assert {n: len(t) for n, t in live.items()} == {"s0": 1, "s1": 1, "s2": 1}, live
     assert jl["s3"]["pm2_env"]["status"] == "stopped"
     assert all(before[n] for n in ("s0", "s1", "s2"))
