@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
-from pyvm2.daemon import runner, spawn, tree
+from pyvm2.daemon import reaper, runner, spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
@@ -133,10 +133,11 @@ class Daemon:
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
+        self.orphans = reaper.Orphans(self._leaders, str(home.run))
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
                            rotation=self.rotation_for, background=self._background,
-                           scanner=tree.Scanner())
+                           scanner=tree.Scanner(), orphans=self.orphans)
 
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:
@@ -288,6 +289,9 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         for sig in _STRAY_SIGNALS:
             loop.add_signal_handler(sig, self.log, f"ignored signal {signal.Signals(sig).name}")
+        self.orphans.enabled = reaper.become_subreaper()
+        if self.orphans.enabled:
+            loop.add_signal_handler(signal.SIGCHLD, self._poll_orphans)
         await self.restore()
         server = Server(self)
         await server.start()
@@ -357,6 +361,7 @@ class Daemon:
         while True:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             tick += 1
+            self._poll_orphans()
             if tick % 5 == 0:
                 self._leave_if_orphaned()
                 if self._stopping.is_set():
@@ -365,6 +370,22 @@ class Daemon:
                 await self._monitor.tick(self.procs.values())
             except Exception as e:  # sampling must never take the daemon down
                 self.log(f"sampling failed: {e!r}")
+
+    def _leaders(self) -> dict[int, str]:
+        """pid -> token of every run leader this daemon spawned and has not finished with."""
+        return {p.run.pid: p.run.token for p in self.procs.values()
+                if p.run is not None and p.run.popen is not None}
+
+    def _poll_orphans(self) -> None:
+        """Reap escaped descendants that exited; stop those whose runs have all ended."""
+        try:
+            self.orphans.poll()
+            strays = self.orphans.strays()
+        except Exception as e:  # reaping must never take the daemon down
+            self.log(f"reaping failed: {e!r}")
+            return
+        if strays:
+            asyncio.get_running_loop().create_task(runner.stop_procs(strays, self.log))
 
     def request_restart(self, target: int | ManagedProcess, reason: str, trigger: Trigger) -> None:
         """The one entry point of automatic restarts: cron, watch and the memory limit. The

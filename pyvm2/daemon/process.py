@@ -15,6 +15,7 @@ from typing import Any
 
 from pyvm2.daemon import policy, safefs, spawn, tree
 from pyvm2.daemon.logs import LogSink, Rotation
+from pyvm2.daemon.reaper import Orphans
 from pyvm2.daemon.runner import Cancellable, Clock, OsSpawner, Spawner, SystemClock
 from pyvm2.errors import NotFound, SpawnError
 from pyvm2.spec import AppSpec
@@ -33,8 +34,10 @@ class Hooks:
     rotation: Callable[[AppSpec], Rotation]
     background: Callable[[Callable[[], None]], None]
     scanner: tree.Scanner
-    #: the OS side; None: real processes (runner.OsSpawner on run_dir and scanner)
+    #: the OS side; None: real processes (runner.OsSpawner on run_dir, scanner and orphans)
     spawner: Spawner | None = None
+    #: escaped descendants re-parented to the daemon (None: not a subreaper)
+    orphans: Orphans | None = None
     clock: Clock = field(default_factory=SystemClock)
 
 
@@ -93,7 +96,8 @@ class ManagedProcess:
         self.base_env = dict(base_env)
         self.paths = paths
         self.hooks = hooks
-        self.spawner: Spawner = hooks.spawner or OsSpawner(hooks.run_dir, hooks.scanner)
+        self.spawner: Spawner = hooks.spawner or OsSpawner(hooks.run_dir, hooks.scanner,
+                                                           hooks.orphans)
         self.clock = hooks.clock
         self._status = status           # the initial status is no transition; see _set
         self.status_reason = status_reason

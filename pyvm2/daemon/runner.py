@@ -15,6 +15,7 @@ from typing import Protocol
 import psutil
 
 from pyvm2.daemon import spawn, tree
+from pyvm2.daemon.reaper import Orphans
 from pyvm2.spec import AppSpec
 
 #: How long a stop waits after SIGKILL before it calls the process unkillable.
@@ -80,9 +81,10 @@ class OsSpawner:
     """Real processes: spawn.start, and the tree found by group, descendants and run token (a
     scan of /proc shared by concurrent stops through the Scanner)."""
 
-    def __init__(self, run_dir: str, scanner: tree.Scanner) -> None:
+    def __init__(self, run_dir: str, scanner: tree.Scanner, orphans: Orphans | None = None) -> None:
         self.run_dir = run_dir
         self.scanner = scanner
+        self.orphans = orphans
 
     def start(self, spec: AppSpec, env: dict[str, str], token: str, capture: bool) -> spawn.Run:
         return spawn.start(spec, env, token, asyncio.get_running_loop(), self.run_dir,
@@ -95,6 +97,8 @@ class OsSpawner:
                         log: Callable[[str], None]) -> str | None:
         sig = getattr(signal, spec.kill_signal, signal.SIGINT)
         procs = tree.members(_leader(run), run.token, await self.scanner.fresh())
+        if self.orphans is not None:   # escaped descendants re-parented to the daemon
+            procs += [p for p in self.orphans.take(run.token) if p not in procs]
         if not procs and not run.alive:
             return None  # it exited and left nothing behind: the common case, one scan
         if spec.treekill:
@@ -185,3 +189,16 @@ async def stop_unknown(tokens: set[str], scanner: tree.Scanner,
     if left:
         log(f"could not stop {', '.join(str(p.pid) for p in left)} (survived SIGKILL)")
     return len(procs)
+
+
+async def stop_procs(procs: list[psutil.Process], log: Callable[[str], None]) -> None:
+    """SIGTERM, then SIGKILL after UNKNOWN_GRACE_S: processes no run claims any more."""
+    if not procs:
+        return
+    log(f"stopping {len(procs)} escaped process(es) of runs that ended: "
+        f"{', '.join(str(p.pid) for p in procs[:10])}")
+    tree.signal_all(procs, signal.SIGTERM)
+    deadline = time.monotonic() + UNKNOWN_GRACE_S
+    while tree.still_alive(procs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    tree.signal_all(tree.still_alive(procs), signal.SIGKILL)
