@@ -106,6 +106,13 @@ class Orphans:
                 self._strays.append(proc)
         for pid in [p for p, o in self._known.items() if not _alive(o.proc)]:
             del self._known[pid]
+        runs = set(leaders.values())
+        for o in self._known.values():
+            if o.candidates and not o.candidates & runs:   # its runs ended while it escaped
+                o.candidates.clear()
+                self._strays.append(o.proc)
+            else:
+                o.candidates &= runs
 
     def take(self, token: str) -> list[psutil.Process]:
         """The run `token` ends: the orphans it was the last candidate of, to stop with it."""

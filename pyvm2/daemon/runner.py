@@ -129,6 +129,8 @@ class OsSpawner:
                     return True
                 # something may have been forked while we waited
                 procs = tree.members(_leader(run), run.token, await self.scanner.fresh(), procs)
+                if self.orphans is not None:
+                    procs += [p for p in self.orphans.take(run.token) if p not in procs]
                 rescanned = True
                 if not procs:
                     return True
