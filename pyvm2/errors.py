@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class Pyvm2Error(Exception):
     """An error the CLI shows as one red line plus a hint, then exits with `code`."""
@@ -36,6 +38,28 @@ class ConfigError(Pyvm2Error):
             where += f"{path}: "
         super().__init__(where + message, hint)
         self.detail = message
+
+
+class ConfigErrors(ConfigError):
+    """Several problems at once: shown as the first, with the count in the hint; all in `errors`."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        first = errors[0]
+        more = len(errors) - 1
+        extra = f"(and {more} more error{'s' if more > 1 else ''})"
+        hint = f"{first.hint} {extra}" if first.hint else extra
+        super().__init__(first.detail, hint, file=first.file, line=first.line, col=first.col,
+                         path=first.path)
+        self.errors: tuple[ConfigError, ...] = tuple(errors)
+
+
+def combine_errors(errors: Sequence[ConfigError]) -> ConfigError:
+    """One error to raise for a non-empty list of them, the first in file order first."""
+    flat: list[ConfigError] = []
+    for e in errors:
+        flat.extend(e.errors if isinstance(e, ConfigErrors) else (e,))
+    flat.sort(key=lambda e: (e.line is None, e.line or 0, e.col or 0))
+    return flat[0] if len(flat) == 1 else ConfigErrors(flat)
 
 
 class UsageError(Pyvm2Error):

@@ -85,6 +85,16 @@ def parse_size(value: Any) -> int:
     return size
 
 
+def size_text(n: int) -> str | int:
+    """A byte count as parse_size reads it back exactly: "50M", "3K", "0.5K"; 0 stays 0."""
+    if n == 0:
+        return 0
+    for unit, mult in (("G", 1024 * MIB), ("M", MIB), ("K", 1024)):
+        if n % mult == 0:
+            return f"{n // mult}{unit}"
+    return f"{n / 1024!r}K"
+
+
 def _plain(amount: float | int) -> str:
     return str(int(amount)) if float(amount).is_integer() else str(amount)
 

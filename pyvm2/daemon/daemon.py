@@ -322,11 +322,12 @@ class Daemon:
     async def stop_all(self, keep_desired: bool = False) -> list[ManagedProcess]:
         """Stop every app; return those still running afterwards (their stop failed)."""
         procs = list(self.procs.values())
-        results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
-                                         for p in procs), return_exceptions=True)
-        for p, r in zip(procs, results, strict=True):
-            if isinstance(r, BaseException):
-                self.log(f"App [{p.label}] could not be stopped: {r!r}")
+        for tier in stop_tiers(procs):
+            results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
+                                             for p in tier), return_exceptions=True)
+            for p, r in zip(tier, results, strict=True):
+                if isinstance(r, BaseException):
+                    self.log(f"App [{p.label}] could not be stopped: {r!r}")
         return [p for p in procs if p.run is not None]
 
     def reopen_logs(self) -> None:
@@ -690,7 +691,8 @@ class Daemon:
 
     async def cmd_stop(self, targets: list[str]) -> dict:
         procs = self.resolve(targets)
-        await asyncio.gather(*(p.stop() for p in procs))
+        for tier in stop_tiers(procs):
+            await asyncio.gather(*(p.stop() for p in tier))
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
     async def _delete(self, p: ManagedProcess) -> None:
@@ -822,7 +824,6 @@ class Daemon:
         return {"stopped": n, "pid": os.getpid()}
 
 
-
 def definition_problem(spec: AppSpec) -> str | None:
     """Why the daemon cannot run `spec` as it is, or None. The CLI validates every definition it
     sends; this catches one that did not pass there (another client, an edited state file)."""
@@ -832,6 +833,13 @@ def definition_problem(spec: AppSpec) -> str | None:
             return f"{key} must be a non-empty string"
     if not isinstance(spec.instances, int) or spec.instances < 1:
         return "instances must be a whole number of at least 1"
+    if (spec.user or spec.group) and os.geteuid() != 0:
+        import pwd
+
+        who = f"user {spec.user}" if spec.user else f"group {spec.group}"
+        return (f"running as {who} needs pyvm2's daemon to run as root (it runs as "
+                f"{pwd.getpwuid(os.geteuid()).pw_name}); start pyvm2 as root, or remove the "
+                f"app's {'user' if spec.user else 'group'}")
     if spec.cron_restart is not None:
         from pyvm2.cronexpr import validate
 
@@ -839,3 +847,12 @@ def definition_problem(spec: AppSpec) -> str | None:
         if problem is not None:
             return f"cron_restart: {problem}"
     return None
+
+
+def stop_tiers(procs: list[ManagedProcess]) -> list[list[ManagedProcess]]:
+    """Apps to stop one tier after the other: by supervisor's priority, highest first, so what
+    started first stops last. Apps without a priority stop together with priority 999."""
+    tiers: dict[int, list[ManagedProcess]] = {}
+    for p in procs:
+        tiers.setdefault(999 if p.spec.priority is None else p.spec.priority, []).append(p)
+    return [tiers[k] for k in sorted(tiers, reverse=True)]

@@ -36,7 +36,7 @@ LAYERS: dict[str, Layer] = {
     "spec": _layer(("pyvm2.spec", "pyvm2.launch", "pyvm2.options", "pyvm2.values",
                     "pyvm2.cronexpr"), {"leaf", "spec", "formats"}, {"croniter", "dotenv"}, {"asyncio"}),
     # Reading files into specs (ecosystem files, pm2 dumps): the CLI's side of the door.
-    "files": _layer(("pyvm2.ecosystem", "pyvm2.pm2dump"), {"leaf", "spec", "files", "formats"},
+    "files": _layer(("pyvm2.ecosystem", "pyvm2.pm2dump", "pyvm2.convert"), {"leaf", "spec", "files", "formats"},
                     {"json5", "yaml"}, {"asyncio"}),
     # Bytes of a file into plain data with positions: knows nothing of apps, daemon or CLI.
     "formats": _layer(("pyvm2.formats",), {"leaf", "formats"}, {"json5", "yaml"}, {"asyncio"}),
