@@ -69,6 +69,8 @@ class Client:
         home = self.home
         log = os.open(home.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         env = dict(os.environ, PYVM2_HOME=str(home.root))
+        # a CLI run by an app carries that app's run token: the daemon must not
+        env.pop("PYVM2_RUN_TOKEN", None)
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pyvm2.daemon", "--home", str(home.root)],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
-from pyvm2.daemon import fds, spawn, tree
+from pyvm2.daemon import fds, reaper, runner, spawn, tree
 from pyvm2.daemon.journal import Journal, NotSaved, atomic_write, pack, unpack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
@@ -146,11 +146,13 @@ class Daemon:
         self.load_settings()
         self.listeners = Listeners()
         self.notifier = Notifier(str(home.root / "notify.sock"), self.log)
+        self.orphans = reaper.Orphans(self._leaders, str(home.run))
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
                            rotation=self.rotation_for, background=self._background,
                            scanner=tree.Scanner(), sockets=self.sockets_for,
-                           notifier=self.notifier, persist=self.journal.persist)
+                           notifier=self.notifier, persist=self.journal.persist,
+                           orphans=self.orphans)
 
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:
@@ -257,6 +259,11 @@ class Daemon:
             if p.desired is Desired.RUNNING:
                 to_start.append(p)
         self.next_id = max([next_id] + [i + 1 for i in self.procs])
+        # runs of this home the journal does not know (spawned just before the last daemon
+        # died, or known only to a lost journal) go before anything starts: never two copies
+        scan = await self.hooks.scanner.fresh()
+        unknown = scan.tokens_of_home(str(self.home.root)) - live_tokens
+        await runner.stop_unknown(unknown, self.hooks.scanner, self.log)
         self._clean_run_dir(live_tokens)
         for name in sorted({p.name for p in self.procs.values()
                             if p.spec.listen and p.desired is Desired.RUNNING}):
@@ -267,6 +274,10 @@ class Daemon:
                 self.log(f"App [{name}] {err.message}")
         for p in to_start:
             loop.create_task(p.start())
+        for p in self.procs.values():
+            if p.run is not None and p.desired is Desired.STOPPED:
+                # the last daemon died during a stop the user asked for: finish it
+                loop.create_task(p.stop("stopped by user"))
         self.sync_schedules()
         if entries:
             self.log(f"restored {len(self.procs)} process(es): {len(live_tokens)} re-adopted, "
@@ -308,6 +319,9 @@ class Daemon:
         fds.BUDGET.log = self.log
         fds.BUDGET.hold()
         loop.set_exception_handler(self._loop_error)
+        self.orphans.enabled = reaper.become_subreaper()
+        if self.orphans.enabled:
+            loop.add_signal_handler(signal.SIGCHLD, self._poll_orphans)
         await self.restore()
         server = Server(self)
         await server.start()
@@ -388,6 +402,7 @@ class Daemon:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             tick += 1
             fds.BUDGET.refill()
+            self._poll_orphans()
             if tick % 5 == 0:
                 self._leave_if_orphaned()
                 if self._stopping.is_set():
@@ -396,6 +411,22 @@ class Daemon:
                 await self._monitor.tick(self.procs.values())
             except Exception as e:  # sampling must never take the daemon down
                 self.log(f"sampling failed: {e!r}")
+
+    def _leaders(self) -> dict[int, str]:
+        """pid -> token of every run leader this daemon spawned and has not finished with."""
+        return {p.run.pid: p.run.token for p in self.procs.values()
+                if p.run is not None and p.run.popen is not None}
+
+    def _poll_orphans(self) -> None:
+        """Reap escaped descendants that exited; stop those whose runs have all ended."""
+        try:
+            self.orphans.poll()
+            strays = self.orphans.strays()
+        except Exception as e:  # reaping must never take the daemon down
+            self.log(f"reaping failed: {e!r}")
+            return
+        if strays:
+            asyncio.get_running_loop().create_task(runner.stop_procs(strays, self.log))
 
     def request_restart(self, target: int | ManagedProcess, reason: str, trigger: Trigger) -> None:
         """The one entry point of automatic restarts: cron, watch and the memory limit. The
@@ -946,13 +977,15 @@ class Daemon:
         self.next_id = 0
         self.listeners.close_all(unlink=True)
         if self.journal.flush() is not None:
-            # no file is an empty registry too, and removing one needs no free space
-            try:
-                os.unlink(self.home.state)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise self.journal.not_saved("the kill") from e
+            # no file is an empty registry too, and removing one needs no free space; the
+            # backup goes first, or the next daemon would read it in place of the missing file
+            for path in (f"{self.home.state}.bak", str(self.home.state)):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    raise self.journal.not_saved("the kill") from e
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
 

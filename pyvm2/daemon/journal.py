@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,11 +44,19 @@ def atomic_write(path: str, data: bytes, *, keep_backup: bool = False, fsync: bo
             pass
         raise
     os.close(fd)
-    if keep_backup and os.path.exists(path):
+    if keep_backup:
+        # the old content becomes the backup by a second name: `path` itself is never missing
+        bak_tmp = f"{path}.bak.{os.getpid()}.tmp"
         try:
-            os.replace(path, path + ".bak")
-        except OSError:
+            os.link(path, bak_tmp)
+            os.replace(bak_tmp, path + ".bak")
+        except FileNotFoundError:
             pass
+        except OSError:
+            try:
+                os.unlink(bak_tmp)
+            except OSError:
+                pass
     os.replace(tmp, path)
     if fsync:
         dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
@@ -120,7 +129,7 @@ class Journal:
     async def _write(self, data: bytes) -> None:
         """Write `data`; on failure keep the state in memory and try again every RETRY_S."""
         try:
-            await asyncio.to_thread(atomic_write, self.path, data)
+            await asyncio.to_thread(atomic_write, self.path, data, keep_backup=True)
             if self.error is not None:
                 self.log(f"state file {self.path} written again")
             self.error = None
@@ -174,7 +183,7 @@ class Journal:
             self._handle.cancel()
             self._handle = None
         try:
-            atomic_write(self.path, self.collect())
+            atomic_write(self.path, self.collect(), keep_backup=True)
         except OSError as e:
             self.log(f"cannot write state file {self.path}: {e.strerror or e}")
             self.error = e
@@ -184,11 +193,31 @@ class Journal:
         return None
 
     def read(self) -> tuple[list[dict[str, Any]], int]:
+        """The last state written. A damaged file is set aside (`state.json.damaged-<time>`,
+        for whoever wants to look at it) and the previous good one, `state.json.bak`, is read."""
+        for path in (self.path, self.path + ".bak"):
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                self.log(f"cannot read state file {path}: {e.strerror or e}")
+                continue
+            try:
+                state = unpack(data)
+            except (ValueError, TypeError, AttributeError, RecursionError) as e:
+                self._set_aside(path, f"{e}"[:200])
+                continue
+            if path != self.path:
+                self.log(f"using the previous state file {path}")
+            return state
+        return [], 0
+
+    def _set_aside(self, path: str, why: str) -> None:
+        aside = f"{path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
         try:
-            with open(self.path, "rb") as f:
-                return unpack(f.read())
-        except FileNotFoundError:
-            return [], 0
-        except (OSError, ValueError) as e:
-            self.log(f"ignoring unreadable state file {self.path}: {e}")
-            return [], 0
+            os.replace(path, aside)
+            self.log(f"state file {path} is damaged ({why}); moved to {aside}")
+        except OSError as e:
+            self.log(f"state file {path} is damaged ({why}) and cannot be moved: {e.strerror or e}")

@@ -16,6 +16,7 @@ from typing import Any
 from pyvm2.daemon import policy, safefs, spawn, tree
 from pyvm2.daemon.logs import LogSink, Rotation
 from pyvm2.daemon.notify import IpcReader, Notifier
+from pyvm2.daemon.reaper import Orphans
 from pyvm2.daemon.runner import Cancellable, Clock, OsSpawner, Spawner, SystemClock
 from pyvm2.errors import NotFound, Pyvm2Error, SpawnError
 from pyvm2.spec import AppSpec
@@ -34,8 +35,10 @@ class Hooks:
     rotation: Callable[[AppSpec], Rotation]
     background: Callable[[Callable[[], None]], None]
     scanner: tree.Scanner
-    #: the OS side; None: real processes (runner.OsSpawner on run_dir and scanner)
+    #: the OS side; None: real processes (runner.OsSpawner on run_dir, scanner and orphans)
     spawner: Spawner | None = None
+    #: escaped descendants re-parented to the daemon (None: not a subreaper)
+    orphans: Orphans | None = None
     clock: Clock = field(default_factory=SystemClock)
     #: Also given every chunk of output (instance, "out"/"err", bytes): pyvm2-runtime's echo.
     echo: Callable[[ManagedProcess, str, bytes], None] | None = None
@@ -129,7 +132,8 @@ class ManagedProcess:
         self.base_env = dict(base_env)
         self.paths = paths
         self.hooks = hooks
-        self.spawner: Spawner = hooks.spawner or OsSpawner(hooks.run_dir, hooks.scanner)
+        self.spawner: Spawner = hooks.spawner or OsSpawner(hooks.run_dir, hooks.scanner,
+                                                           hooks.orphans)
         self.clock = hooks.clock
         self._status = status           # the initial status is no transition; see _set
         self.status_reason = status_reason

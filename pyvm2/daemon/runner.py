@@ -15,10 +15,13 @@ from typing import Protocol
 import psutil
 
 from pyvm2.daemon import spawn, tree
+from pyvm2.daemon.reaper import Orphans
 from pyvm2.spec import AppSpec
 
 #: How long a stop waits after SIGKILL before it calls the process unkillable.
 KILL_GRACE_S = 5.0
+#: How long the start-up sweep lets processes no journal knows end on SIGTERM before SIGKILL.
+UNKNOWN_GRACE_S = 3.0
 
 
 class Cancellable(Protocol):
@@ -80,9 +83,10 @@ class OsSpawner:
     """Real processes: spawn.start, and the tree found by group, descendants and run token (a
     scan of /proc shared by concurrent stops through the Scanner)."""
 
-    def __init__(self, run_dir: str, scanner: tree.Scanner) -> None:
+    def __init__(self, run_dir: str, scanner: tree.Scanner, orphans: Orphans | None = None) -> None:
         self.run_dir = run_dir
         self.scanner = scanner
+        self.orphans = orphans
 
     def start(self, spec: AppSpec, env: dict[str, str], token: str, capture: bool,
               handover: spawn.Handover | None = None) -> spawn.Run:
@@ -96,6 +100,8 @@ class OsSpawner:
                         log: Callable[[str], None]) -> str | None:
         sig = getattr(signal, spec.kill_signal, signal.SIGINT)
         procs = tree.members(_leader(run), run.token, await self.scanner.fresh())
+        if self.orphans is not None:   # escaped descendants re-parented to the daemon
+            procs += [p for p in self.orphans.take(run.token) if p not in procs]
         if not procs and not run.alive:
             return None  # it exited and left nothing behind: the common case, one scan
         if spec.treekill:
@@ -126,6 +132,8 @@ class OsSpawner:
                     return True
                 # something may have been forked while we waited
                 procs = tree.members(_leader(run), run.token, await self.scanner.fresh(), procs)
+                if self.orphans is not None:
+                    procs += [p for p in self.orphans.take(run.token) if p not in procs]
                 rescanned = True
                 if not procs:
                     return True
@@ -148,3 +156,54 @@ class OsSpawner:
         while tree.still_alive(procs) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         tree.signal_all(tree.still_alive(procs), signal.SIGKILL)
+
+
+async def stop_unknown(tokens: set[str], scanner: tree.Scanner,
+                       log: Callable[[str], None]) -> int:
+    """Stop every process carrying one of `tokens` (runs of this home that no journal knows:
+    started just before a daemon died, or by a journal that was lost), with their descendants:
+    SIGTERM, then SIGKILL after UNKNOWN_GRACE_S. Returns how many processes were found."""
+    if not tokens:
+        return 0
+    scan = await scanner.fresh()
+    procs: dict[int, psutil.Process] = {}
+    for token in tokens:
+        for p in tree.members(None, token, scan):
+            procs[p.pid] = p
+    if not procs:
+        return 0
+    found = list(procs.values())
+    log(f"stopping {len(found)} process(es) of {len(tokens)} run(s) the journal does not know")
+    tree.signal_all(found, signal.SIGTERM)
+    deadline = time.monotonic() + UNKNOWN_GRACE_S
+    while tree.still_alive(found) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    for _ in range(2):   # anything forked meanwhile carries the token too
+        scan = await scanner.fresh()
+        for token in tokens:
+            for p in tree.members(None, token, scan, found):
+                procs.setdefault(p.pid, p)
+        left = tree.still_alive(procs.values())
+        if not left:
+            break
+        tree.signal_all(left, signal.SIGKILL)
+        deadline = time.monotonic() + KILL_GRACE_S
+        while tree.still_alive(left) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    left = tree.still_alive(procs.values())
+    if left:
+        log(f"could not stop {', '.join(str(p.pid) for p in left)} (survived SIGKILL)")
+    return len(procs)
+
+
+async def stop_procs(procs: list[psutil.Process], log: Callable[[str], None]) -> None:
+    """SIGTERM, then SIGKILL after UNKNOWN_GRACE_S: processes no run claims any more."""
+    if not procs:
+        return
+    log(f"stopping {len(procs)} escaped process(es) of runs that ended: "
+        f"{', '.join(str(p.pid) for p in procs[:10])}")
+    tree.signal_all(procs, signal.SIGTERM)
+    deadline = time.monotonic() + UNKNOWN_GRACE_S
+    while tree.still_alive(procs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    tree.signal_all(tree.still_alive(procs), signal.SIGKILL)

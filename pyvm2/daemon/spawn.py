@@ -24,6 +24,9 @@ from pyvm2.spec import AppSpec
 #: Environment variable that marks every process an app starts, so descendants that left the
 #: process group (setsid, double fork) can still be found and stopped.
 TOKEN_VAR = "PYVM2_RUN_TOKEN"
+#: The home whose daemon started the run; with the token, it lets a new daemon find every live
+#: process of its home, known to its journal or not.
+HOME_VAR = "PYVM2_HOME"
 
 HAS_PIDFD = hasattr(os, "pidfd_open")
 #: Room for output while no daemon reads (between a daemon's death and its successor).

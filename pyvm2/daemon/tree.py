@@ -4,6 +4,7 @@ run token) and signal them; identity is pid plus create time, so a reused pid is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 from collections.abc import Iterable
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import psutil
 
 from pyvm2.daemon import fds
-from pyvm2.daemon.spawn import TOKEN_VAR
+from pyvm2.daemon.spawn import HOME_VAR, TOKEN_VAR
 from pyvm2.procfs import PGRP, PPID, PROC, stat_fields
 
 
@@ -23,6 +24,12 @@ class Scan:
     by_token: dict[str, frozenset[int]]
     by_group: dict[int, frozenset[int]]
     by_parent: dict[int, frozenset[int]]
+    #: run token -> the PYVM2_HOME its carriers name (one of them, if they differ)
+    home_of: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def tokens_of_home(self, home: str) -> set[str]:
+        """The run tokens of live processes started for `home`, whoever started them."""
+        return {t for t, h in self.home_of.items() if h == home}
 
     def descendants(self, pid: int) -> set[int]:
         out: set[int] = set()
@@ -39,7 +46,9 @@ def _scan_linux() -> Scan:
     by_token: dict[str, set[int]] = {}
     by_group: dict[int, set[int]] = {}
     by_parent: dict[int, set[int]] = {}
+    home_of: dict[str, str] = {}
     needle = f"{TOKEN_VAR}=".encode()
+    home_needle = f"{HOME_VAR}=".encode()
     me = os.getpid()
     for entry in os.listdir(PROC):
         if not entry.isdigit():
@@ -61,30 +70,48 @@ def _scan_linux() -> Scan:
             continue
         except (ValueError, IndexError):
             continue
-        at = env.find(needle)
-        if at < 0:
+        token = _env_value(env, needle)
+        if token is None:
             continue
-        end = env.find(b"\0", at)
-        token = env[at + len(needle): end if end >= 0 else None].decode(errors="replace")
         by_token.setdefault(token, set()).add(pid)
+        home = _env_value(env, home_needle)
+        if home is not None:
+            home_of[token] = home
     return Scan({k: frozenset(v) for k, v in by_token.items()},
                 {k: frozenset(v) for k, v in by_group.items()},
-                {k: frozenset(v) for k, v in by_parent.items()})
+                {k: frozenset(v) for k, v in by_parent.items()}, home_of)
+
+
+def _env_value(env: bytes, needle: bytes) -> str | None:
+    """The value of `needle` (b"NAME=") in a NUL-separated environment block, or None."""
+    if env.startswith(needle):
+        at = 0
+    else:
+        at = env.find(b"\0" + needle)
+        if at < 0:
+            return None
+        at += 1
+    end = env.find(b"\0", at)
+    return env[at + len(needle): end if end >= 0 else None].decode(errors="replace")
 
 
 def _scan_psutil() -> Scan:
     by_token: dict[str, set[int]] = {}
     by_parent: dict[int, set[int]] = {}
+    home_of: dict[str, str] = {}
     for p in psutil.process_iter(["ppid"]):
         by_parent.setdefault(p.info["ppid"] or 0, set()).add(p.pid)
         try:
-            tok = p.environ().get(TOKEN_VAR)
+            env = p.environ()
         except (psutil.Error, OSError):
             continue
+        tok = env.get(TOKEN_VAR)
         if tok:
             by_token.setdefault(tok, set()).add(p.pid)
+            if HOME_VAR in env:
+                home_of[tok] = env[HOME_VAR]
     return Scan({k: frozenset(v) for k, v in by_token.items()}, {},
-                {k: frozenset(v) for k, v in by_parent.items()})
+                {k: frozenset(v) for k, v in by_parent.items()}, home_of)
 
 
 def scan_now() -> Scan:

@@ -30,3 +30,40 @@ def test_unpack_refuses_unknown_formats():
 
     with pytest.raises(ValueError):
         unpack(json.dumps({"format": 99}).encode())
+
+
+def _journal(path, logged):
+    from pyvm2.daemon.journal import Journal
+
+    return Journal(str(path), lambda: b"", logged.append)
+
+
+def test_a_damaged_state_file_is_set_aside_and_the_backup_is_read(tmp_path):
+    path = tmp_path / "state.json"
+    atomic_write(str(path), pack([{"pm_id": 3, "base_env": {}}], 4), keep_backup=True)
+    atomic_write(str(path), pack([{"pm_id": 3, "base_env": {}}, {"pm_id": 4}], 5),
+                 keep_backup=True)
+    path.write_bytes(path.read_bytes()[:20])
+    logged: list[str] = []
+    entries, next_id = _journal(path, logged).read()
+    assert [e["pm_id"] for e in entries] == [3] and next_id == 4
+    aside = [p.name for p in tmp_path.iterdir() if p.name.startswith("state.json.damaged-")]
+    assert len(aside) == 1 and not path.exists()
+    assert any("is damaged" in m for m in logged) and any("previous" in m for m in logged)
+
+
+def test_the_backup_is_read_when_the_state_file_is_missing(tmp_path):
+    path = tmp_path / "state.json"
+    atomic_write(str(path), pack([{"pm_id": 1}], 2), keep_backup=True)
+    atomic_write(str(path), pack([{"pm_id": 1}], 2), keep_backup=True)
+    path.unlink()
+    entries, _ = _journal(path, []).read()
+    assert [e["pm_id"] for e in entries] == [1]
+
+
+def test_state_files_of_the_wrong_shape_count_as_damaged(tmp_path):
+    for body in (b'{"format": 1, "procs": 5}', b'{"format": 1, "procs": ["x"]}', b"[1]",
+                 b"\xff\xfe", b"[" * 100_000):
+        path = tmp_path / "state.json"
+        path.write_bytes(body)
+        assert _journal(path, []).read() == ([], 0), body
