@@ -14,12 +14,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pyvm2 import protocol
 from pyvm2.errors import Pyvm2Error
 from pyvm2.paths import Home
-from pyvm2.procfs import PPID, PROC, STATE, stat_fields
 
 if TYPE_CHECKING:
-    from pyvm2.daemon.daemon import Daemon
     from pyvm2.daemon.process import ManagedProcess
     from pyvm2.spec import AppSpec
 
@@ -31,7 +30,6 @@ EXIT_FAILED = 1
 #: find none before it exits (a restart passes through stopped states for a moment).
 CHECK_INTERVAL_S = 0.5
 DOWN_CHECKS = 3
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,51 +128,6 @@ def say(message: str) -> None:
     _write(2, f"[PYVM2-RUNTIME] {message}\n".encode(errors="replace"))
 
 
-# ---- reaping ------------------------------------------------------------------------------
-
-def become_subreaper() -> None:
-    """Orphans of the apps are re-parented to us (not to a PID 1 that may not reap them)."""
-    if os.getpid() == 1:
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def zombie_children() -> list[int]:
-    """Our children that have exited and wait to be reaped."""
-    me = str(os.getpid()).encode()
-    found: list[int] = []
-    try:
-        names = os.listdir(PROC)
-    except OSError:
-        return found
-    for name in names:
-        if name.isdigit():
-            fields = stat_fields(name)
-            if fields is not None and fields[STATE] == b"Z" and fields[PPID] == me:
-                found.append(int(name))
-    return found
-
-
-def reap_orphans(daemon: Daemon) -> int:
-    """Reap every exited child that is not an app's own process (the daemon reaps those, and
-    needs their exit status). Returns how many were reaped."""
-    managed = {p.run.pid for p in daemon.procs.values() if p.run is not None and p.run.alive}
-    n = 0
-    for pid in zombie_children():
-        if pid in managed:
-            continue
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                n += 1
-    return n
-
-
 # ---- the run ----------------------------------------------------------------------------------
 
 def _alive(p: ManagedProcess) -> bool:
@@ -208,7 +161,6 @@ class Runtime:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGCHLD, lambda: reap_orphans(self.daemon))
         serving = loop.create_task(self.daemon.serve())
         watcher = loop.create_task(self._watch(serving))
         try:
@@ -219,7 +171,6 @@ class Runtime:
                 await watcher
         self._report_changes()
         self.echo.flush({p.pm_id: p.name for p in self.daemon.procs.values()})
-        reap_orphans(self.daemon)
         left = [p for p in self.daemon.procs.values() if p.run is not None]
         if left:
             say("could not stop: " + ", ".join(p.label for p in left))
@@ -235,8 +186,8 @@ class Runtime:
                 return
             await asyncio.sleep(0.02)
         base_env = dict(os.environ)
-        await self.daemon.dispatch("start", {"apps": [a.to_dict() for a in self.apps],
-                                             "base_env": base_env, "from_file": True})
+        args = {"apps": [a.to_dict() for a in self.apps], "base_env": base_env, "from_file": True}
+        await self.daemon.dispatch("start", protocol.command("start").check_args(args))
         down = 0
         while True:
             self._report_changes()
@@ -291,7 +242,6 @@ def main(argv: list[str] | None = None) -> None:
         # the home first: a `pyvm2 list` run meanwhile must find it taken, not start a daemon
         home = Home.from_env()
         _take_home(home)
-        become_subreaper()
         loaded = ecosystem.load(args.file, env_name=args.env, only=only, base_env=dict(os.environ))
         for w in loaded.warnings:
             cli.warn(w)
