@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__
 from pyvm2.daemon import spawn, tree
+from pyvm2.daemon.events import Events
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.logs import LogFile, Rotation
 from pyvm2.daemon.monitor import Sampler
@@ -74,10 +75,12 @@ class Daemon:
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
+        self.events = Events(self)
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
                            rotation=self.rotation_for, background=self._background,
-                           scanner=tree.Scanner())
+                           scanner=tree.Scanner(), state=self.events.state,
+                           output=self.events.output)
 
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:
@@ -274,6 +277,7 @@ class Daemon:
                 if limit and s.rss > limit and p.status == Status.ONLINE and not p.lock.locked():
                     reason = f"memory {_mb(s.rss)} > {_mb(limit)}"
                     asyncio.get_running_loop().create_task(p.limit_restart(reason))
+            self.events.sampled(self.procs)
 
     def request_restart(self, pm_id: int, reason: str) -> None:
         """The one entry point for watch and cron restarts."""

@@ -37,6 +37,9 @@ class Hooks:
     rotation: Callable[[AppSpec], Rotation]
     background: Callable[[Callable[[], None]], None]
     scanner: tree.Scanner
+    #: told of every state change and of every chunk of output (events.py)
+    state: Callable[[ManagedProcess], None] = lambda _p: None
+    output: Callable[[ManagedProcess, str, bytes], None] = lambda _p, _s, _d: None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class ManagedProcess:
             self.status = status
         self.status_reason = reason
         self.hooks.changed()
+        self.hooks.state(self)
 
     def sink(self) -> LogSink:
         if self._sink is None:
@@ -283,9 +287,13 @@ class ManagedProcess:
         sink = self.sink()
         for stream, fd in (("out", run.out_fd), ("err", run.err_fd)):
             if fd is not None:
-                spawn.pipe_reader(fd, loop, functools.partial(sink.feed, stream),
+                spawn.pipe_reader(fd, loop, functools.partial(self._output, sink, stream),
                                   functools.partial(self._pipe_closed, sink, stream))
         loop.create_task(self._supervise(run))
+
+    def _output(self, sink: LogSink, stream: str, data: bytes) -> None:
+        sink.feed(stream, data)
+        self.hooks.output(self, stream, data)
 
     def _pipe_closed(self, sink: LogSink, stream: str) -> None:
         sink.flush_partial(stream)
@@ -299,6 +307,7 @@ class ManagedProcess:
         self.status_reason = None
         self.hooks.log(f"App [{self.label}] re-adopted (pid {run.pid})")
         self.hooks.changed()
+        self.hooks.state(self)
 
     def _write_pid(self, pid: int | None) -> None:
         path = self.paths.pid
