@@ -459,3 +459,12 @@ def monit() -> None:
     from pyvm2.cli.monit import run
 
     run(_client())
+
+
+def _web_command() -> None:
+    from pyvm2.cli.web import web
+
+    app.command(help="Serve a live web page, a JSON API and /metrics (needs pyvm2[web]).")(web)
+
+
+_web_command()

@@ -1,0 +1,25 @@
+"""pyvm2's web server: a page, a JSON API, server-sent events and /metrics, run as the app
+`pyvm2-web` and talking to the daemon over its socket."""
+
+#: What the web server needs beyond pyvm2 itself (the `web` extra).
+REQUIRES = ("starlette", "uvicorn", "prometheus_client")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9615
+
+
+def missing() -> list[str]:
+    """The modules of the `web` extra that are not installed."""
+    from importlib.util import find_spec
+
+    return [m for m in REQUIRES if find_spec(m) is None]
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
