@@ -11,7 +11,14 @@ def missing() -> list[str]:
     """The modules of the `web` extra that are not installed."""
     from importlib.util import find_spec
 
-    return [m for m in REQUIRES if find_spec(m) is None]
+    absent = []
+    for m in REQUIRES:
+        try:
+            if find_spec(m) is None:
+                absent.append(m)
+        except (ImportError, ValueError):  # a module blocked in sys.modules
+            absent.append(m)
+    return absent
 
 
 def is_loopback(host: str) -> bool:

@@ -32,6 +32,8 @@ ACTIONS = {"start": "start", "stop": "stop", "restart": "restart", "reload": "re
            "delete": "delete", "reset": "reset"}
 #: Request bodies are never needed: anything larger than this is refused.
 MAX_BODY = 16 * 1024
+#: The request line's target and headers together may not be larger than this.
+MAX_HEAD = 16 * 1024
 MAX_LOG_LINES = 5000
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = [
@@ -57,7 +59,8 @@ def error(status: int, message: str, hint: str | None = None,
 
 
 class Headers:
-    """Security headers on every response; bodies over MAX_BODY refused before anything else."""
+    """Security headers on every response; heads over MAX_HEAD and bodies over MAX_BODY are
+    refused before anything else."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -72,6 +75,12 @@ class Headers:
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
             await send(message)
 
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        size += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+        if size > MAX_HEAD:
+            await error(431, f"request headers are limited to {MAX_HEAD} bytes")(
+                scope, receive, send_with_headers)
+            return
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > MAX_BODY):
                 await error(413, f"request bodies are limited to {MAX_BODY} bytes")(
