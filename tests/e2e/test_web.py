@@ -3,16 +3,19 @@ access control, the API, events, metrics, hostile requests and a daemon killed u
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import shutil
 import signal
+import ssl
 import stat
 import subprocess
 import sys
 
 import pytest
 from conftest import PYTHON, wait_for
-from web_helpers import Events, needs_web, start_web
+from web_helpers import Events, free_port, needs_web, start_web
 
 pytestmark = [needs_web, pytest.mark.timeout(180)]
 
@@ -306,3 +309,29 @@ def test_without_the_web_extra_it_says_how_to_install(pv):
     assert not (pv.home / "web.token").exists()
     assert sys.executable  # the daemon was not needed for this answer
     assert json.loads(pv.run("jlist").out or "[]") == []
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_https_with_a_certificate(pv, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    r = pv.ok("web", "--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key))
+    token = (pv.home / "web.token").read_text().strip()
+    assert r.out.strip().splitlines()[-1] == f"https://localhost:{port}/?token={token}", str(r)
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
+    try:
+        conn.request("GET", f"/?token={token}")
+        reply = conn.getresponse()
+        reply.read()
+        assert reply.status == 303
+        assert "Secure" in reply.getheader("set-cookie")
+        conn.request("GET", "/api/apps", headers={"Authorization": f"Bearer {token}"})
+        reply = conn.getresponse()
+        assert reply.status == 200 and json.loads(reply.read())[0]["name"] == "pyvm2-web"
+    finally:
+        conn.close()
