@@ -114,10 +114,12 @@
     const key = running ? "running" : "stopped";
     if (td.dataset.key === key) return;
     td.dataset.key = key;
-    td.replaceChildren(
+    const box = el("div", null, "btns");
+    box.append(
       actionButton("↺", "restart", app, "restart"),
       running ? actionButton("■", "stop", app, "stop") : actionButton("▶", "start", app, "start"),
       actionButton("✕", "delete", app, "delete"));
+    td.replaceChildren(box);
   }
 
   function row(app) {
