@@ -17,6 +17,8 @@ from pyvm2.errors import DaemonError, NotFound, Pyvm2Error
 CLIENT_QUEUE_MAX = 1000
 #: How often a lost daemon is looked for again.
 RECONNECT_S = 0.5
+#: Event streams opened within this long of each other share one list of the apps.
+LIST_SHARE_S = 0.25
 #: A one-shot request that takes longer than this fails (start and restart wait for settling).
 CALL_TIMEOUT_S = 90.0
 
@@ -51,7 +53,8 @@ class Link:
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task | None = None
         self._subscribed_logs: list[str] = []
-        self._changed = asyncio.Event()
+        self._listing: asyncio.Task | None = None
+        self._listed_at = 0.0
 
     # ---- one-shot requests ----------------------------------------------------------------
     async def call(self, cmd: str, args: dict | None = None,
@@ -79,6 +82,15 @@ class Link:
         err = reply.get("error") or {}
         cls = NotFound if err.get("code") == protocol.E_NOT_FOUND else Pyvm2Error
         raise cls(err.get("message") or "the daemon reported an error", err.get("hint"))
+
+    async def shared_list(self) -> list[dict]:
+        """The app list, one daemon request shared by every caller within LIST_SHARE_S (a
+        thousand browsers connecting at once cost one request). Callers must not change it."""
+        now = time.monotonic()
+        if self._listing is None or (self._listing.done() and now - self._listed_at > LIST_SHARE_S):
+            self._listing = asyncio.get_running_loop().create_task(self.call("list", timeout=30))
+            self._listed_at = now
+        return await asyncio.shield(self._listing)
 
     # ---- the subscription -----------------------------------------------------------------
     def start(self) -> None:
@@ -165,7 +177,7 @@ class Link:
             yield sse("daemon", {"up": self.up, "t": time.time(), "pid": self.daemon_pid})
             if self.up:
                 with contextlib.suppress(Pyvm2Error):
-                    yield sse("apps", await self.call("list", timeout=30))
+                    yield sse("apps", await self.shared_list())
             while True:
                 try:
                     data = await asyncio.wait_for(stream.queue.get(), 15)

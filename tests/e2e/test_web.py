@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import stat
 import subprocess
@@ -335,3 +336,35 @@ def test_https_with_a_certificate(pv, tmp_path):
         assert reply.status == 200 and json.loads(reply.read())[0]["name"] == "pyvm2-web"
     finally:
         conn.close()
+
+
+def test_a_thousand_event_streams_that_never_read(pv):
+    start_tick(pv)
+    web = start_web(pv)
+    head = (f"GET /api/events HTTP/1.1\r\nHost: localhost\r\n"
+            f"Authorization: Bearer {web.token}\r\n\r\n").encode()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(1000):
+            s = socket.create_connection(("127.0.0.1", web.port), timeout=60)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(head)
+            socks.append(s)
+        for s in socks[::50]:
+            assert s.recv(64).startswith(b"HTTP/1.1 200"), "an event stream was refused"
+        # none of them reads any more; the server and the daemon go on for everyone else
+        ev = Events(web)
+        try:
+            ev.wait(lambda k, d: k == "apps", what="the apps on a new stream")
+            assert web.post("/api/apps/tick/restart").status == 200
+            ev.wait(lambda k, d: k == "restart" and d["name"] == "tick", what="the restart event")
+        finally:
+            ev.close()
+        streams = web.get("/metrics").body.split(b"\npyvm2_web_event_streams ")[1].split(b"\n")[0]
+        assert float(streams) == 1000, streams
+        assert pv.status("tick") == ["online"]
+    finally:
+        for s in socks:
+            s.close()
+    wait_for(lambda: web.get("/metrics").body, lambda b: b"pyvm2_web_event_streams 0.0" in b,
+             what="the closed streams to be gone")
