@@ -104,3 +104,28 @@ def test_importing_pyvm2_list_path_loads_no_heavy_module():
             "print(' '.join(sorted(m for m in ('asyncio','psutil','watchdog','json5','yaml','croniter','rich') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"loaded on the list path: {out}"
+
+
+WEB_STACK = {"starlette", "uvicorn", "prometheus_client"}
+
+
+def test_the_web_server_is_a_layer_of_its_own():
+    """pyvm2.web talks to the daemon over the socket only; the daemon and the CLI never load the
+    web stack (the CLI may import pyvm2.web's stdlib-only parts: its package and auth)."""
+    web_modules = {m for m in modules() if m.startswith("pyvm2.web")}
+    for mod, path in modules().items():
+        found = imports(path)
+        if mod.startswith("pyvm2.web"):
+            assert not any(n.startswith(("pyvm2.daemon", "pyvm2.cli", "pyvm2.client")) for n in found), (mod, found)
+        elif mod.startswith("pyvm2.daemon"):
+            assert not any(n.startswith("pyvm2.web") for n in found), (mod, found)
+            assert not roots(found) & WEB_STACK, (mod, found)
+        elif mod.startswith("pyvm2.cli"):
+            assert not roots(found) & WEB_STACK, (mod, found)
+            assert not found & (web_modules - {"pyvm2.web", "pyvm2.web.auth"}), (mod, found)
+
+
+def test_web_auth_and_package_use_only_the_standard_library():
+    for mod in ("pyvm2.web", "pyvm2.web.auth"):
+        found = imports(modules()[mod])
+        assert not roots(found) & (WEB_STACK | THIRD_PARTY), (mod, found)
