@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Home.from_env().root
     token = auth.ensure_token(auth.token_path(home))
     tls = bool(args.tls_cert and args.tls_key)
-    web = Web(str(home), token, remote=not is_loopback(args.host), tls=tls)
+    web = Web(str(home), token, port=args.port, remote=not is_loopback(args.host), tls=tls)
     scheme = "https" if tls else "http"
     print(f"pyvm2 web listening on {scheme}://{args.host}:{args.port} (pid {os.getpid()})",
           flush=True)

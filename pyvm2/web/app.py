@@ -53,6 +53,10 @@ def _static(name: str) -> bytes:
     return resources.files("pyvm2.web").joinpath("static", name).read_bytes()
 
 
+class Forbidden(Pyvm2Error):
+    """Authenticated, but not in a way that allows this request."""
+
+
 def error(status: int, message: str, hint: str | None = None,
           headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "hint": hint}}, status, headers=headers)
@@ -94,9 +98,12 @@ class Headers:
 
 
 class Web:
-    def __init__(self, home: str, token: str, *, remote: bool = False, tls: bool = False) -> None:
+    def __init__(self, home: str, token: str, *, port: int = 0, remote: bool = False,
+                 tls: bool = False) -> None:
         self.home = home
         self.guard = auth.Guard(token)
+        # cookies do not tell ports apart: servers of several homes on one host keep theirs apart
+        self.cookie = f"{auth.COOKIE}_{port}" if port else auth.COOKIE
         self.link = Link(os.path.join(home, "pyvm2.sock"))
         self.remote_plain = remote and not tls
         self.secure_cookie = tls
@@ -114,7 +121,7 @@ class Web:
             if scheme.lower() == "bearer" and self.guard.token_ok(value.strip()):
                 return "bearer", False
             return None, True
-        cookie = request.cookies.get(auth.COOKIE)
+        cookie = request.cookies.get(self.cookie)
         if cookie is not None:
             nonce = self.guard.session_nonce(cookie)
             return (nonce, False) if nonce else (None, True)
@@ -145,6 +152,8 @@ class Web:
                 return await handler(request, who)
             except NotFound as e:
                 return error(404, e.message, e.hint)
+            except Forbidden as e:
+                return error(403, e.message, e.hint)
             except DaemonError as e:
                 return error(503, e.message, e.hint or "start it with: pyvm2 resurrect")
             except Pyvm2Error as e:
@@ -164,7 +173,7 @@ class Web:
                 self.guard.failed(addr)
                 return self._login(401, "That token is not right.")
             response = RedirectResponse("/", 303)
-            response.set_cookie(auth.COOKIE, self.guard.new_session(), httponly=True,
+            response.set_cookie(self.cookie, self.guard.new_session(), httponly=True,
                                 samesite="strict", secure=self.secure_cookie, path="/")
             return response
         who, wrong = self.identify(request)
@@ -200,7 +209,7 @@ class Web:
         if request.query_params.get("env") not in ("1", "true", "yes"):
             return apps
         if who != "bearer":
-            raise Pyvm2Error("environments are sent only to requests with the token",
+            raise Forbidden("environments are sent only to requests with the token",
                              "use Authorization: Bearer <token>")
         envs = await self.link.call("env", {"targets": [str(a["pm_id"]) for a in apps]}) \
             if apps else {}

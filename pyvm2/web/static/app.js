@@ -341,6 +341,10 @@
     source.onerror = () => {
       $("conn").textContent = "reconnecting…";
       $("conn").className = "conn down";
+      if (source.readyState === EventSource.CLOSED) {
+        // refused rather than dropped: a new token ends the session (api() then reloads)
+        setTimeout(() => { api("/api/session").then(connect, () => setTimeout(connect, 2000)); }, 1000);
+      }
     };
     on("daemon", (d) => setDaemon(Boolean(d.up)));
     on("apps", (list) => setApps(list));
