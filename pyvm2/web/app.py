@@ -279,8 +279,10 @@ class Web:
             daemon.update(await asyncio.to_thread(_process_usage, daemon.get("pid")))
         except DaemonError:
             daemon = None
-        body = metrics.render(apps, daemon, {"streams": len(self.link.streams),
-                                             "dropped": self.link.dropped_total})
+        # formatting a thousand apps takes a while: not on the loop that serves the streams
+        body = await asyncio.to_thread(metrics.render, apps, daemon,
+                                       {"streams": len(self.link.streams),
+                                        "dropped": self.link.dropped_total})
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ---- assembly ---------------------------------------------------------------------------

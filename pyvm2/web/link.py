@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -108,14 +109,18 @@ class Link:
     def streams_changed(self) -> None:
         if self.wanted_logs() != self._subscribed_logs and self._writer is not None:
             self._subscribed_logs = self.wanted_logs()
-            self._writer.write(protocol.request(2, "subscribe", {"logs": self._subscribed_logs}))
+            with contextlib.suppress(OSError, RuntimeError):
+                self._writer.write(protocol.request(2, "subscribe", {"logs": self._subscribed_logs}))
 
     async def _run(self) -> None:
         while True:
             try:
                 await self._follow()
-            except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            except (OSError, ValueError, Pyvm2Error, asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError):
                 pass
+            except Exception as e:  # the server outlives whatever the daemon sends
+                print(f"pyvm2 web: daemon subscription failed: {e!r}", file=sys.stderr, flush=True)
             self._writer = None
             if self.up:
                 self.up = False
