@@ -119,7 +119,7 @@ class Run:
                 line = line.decode().rstrip("\n")
                 if line.startswith("event: "):
                     kind = line[7:]
-                elif line.startswith("data: ") and kind == "apps":
+                elif line.startswith("data: ") and kind == "daemon":
                     ready.set()
                 elif line.startswith("data: ") and kind == "state":
                     app = json.loads(line[6:])["app"]

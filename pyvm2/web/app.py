@@ -202,8 +202,9 @@ class Web:
 
     # ---- the API ----------------------------------------------------------------------------
     async def apps(self, request: Request, who: str) -> Response:
-        apps = await self.link.call("list")
-        return JSONResponse(await self._with_env(request, who, apps))
+        if request.query_params.get("env") in ("1", "true", "yes"):
+            return JSONResponse(await self._with_env(request, who, await self.link.call("list")))
+        return JSONResponse(await self.link.shared_list())
 
     async def _with_env(self, request: Request, who: str, apps: list[dict]) -> list[dict]:
         if request.query_params.get("env") not in ("1", "true", "yes"):

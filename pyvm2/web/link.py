@@ -18,8 +18,6 @@ from pyvm2.errors import DaemonError, NotFound, Pyvm2Error
 CLIENT_QUEUE_MAX = 1000
 #: How often a lost daemon is looked for again.
 RECONNECT_S = 0.5
-#: Event streams opened within this long of each other share one list of the apps.
-LIST_SHARE_S = 0.25
 #: A one-shot request that takes longer than this fails (start and restart wait for settling).
 CALL_TIMEOUT_S = 90.0
 
@@ -55,7 +53,6 @@ class Link:
         self._task: asyncio.Task | None = None
         self._subscribed_logs: list[str] = []
         self._listing: asyncio.Task | None = None
-        self._listed_at = 0.0
 
     # ---- one-shot requests ----------------------------------------------------------------
     async def call(self, cmd: str, args: dict | None = None,
@@ -85,12 +82,11 @@ class Link:
         raise cls(err.get("message") or "the daemon reported an error", err.get("hint"))
 
     async def shared_list(self) -> list[dict]:
-        """The app list, one daemon request shared by every caller within LIST_SHARE_S (a
-        thousand browsers connecting at once cost one request). Callers must not change it."""
-        now = time.monotonic()
-        if self._listing is None or (self._listing.done() and now - self._listed_at > LIST_SHARE_S):
+        """The app list; requests made while one is on its way share it (a thousand pages
+        reloading their list when the daemon is back cost one request). Callers must not
+        change it."""
+        if self._listing is None or self._listing.done():
             self._listing = asyncio.get_running_loop().create_task(self.call("list", timeout=30))
-            self._listed_at = now
         return await asyncio.shield(self._listing)
 
     # ---- the subscription -----------------------------------------------------------------
@@ -140,9 +136,7 @@ class Link:
             ping = await self.call("ping", timeout=10)
             self.daemon_pid = ping.get("pid")
             self.up = True
-            apps = await self.call("list", timeout=30)
             self.broadcast(sse("daemon", {"up": True, "t": time.time(), "pid": self.daemon_pid}))
-            self.broadcast(sse("apps", apps))
             while True:
                 line = await reader.readline()
                 if not line:
@@ -173,16 +167,14 @@ class Link:
             s.push(data)
 
     async def events(self, logs: set[str]) -> AsyncIterator[bytes]:
-        """A browser's stream: the daemon's state first, then events as they come."""
+        """A browser's stream: whether the daemon is up first (a client then fetches the list),
+        then events as they come."""
         stream = Stream(logs)
         self.streams.add(stream)
         self.streams_changed()
         try:
             yield b"retry: 1000\n\n"
             yield sse("daemon", {"up": self.up, "t": time.time(), "pid": self.daemon_pid})
-            if self.up:
-                with contextlib.suppress(Pyvm2Error):
-                    yield sse("apps", await self.shared_list())
             while True:
                 try:
                     data = await asyncio.wait_for(stream.queue.get(), 15)

@@ -171,12 +171,12 @@
     schedule();
   }
 
-  function refetchSoon() {
+  function refetchSoon(delay) {
     if (refetchTimer) return;
     refetchTimer = setTimeout(async () => {
       refetchTimer = null;
       try { setApps(await api("/api/apps")); } catch (e) { /* the banner says why */ }
-    }, 200);
+    }, delay === undefined ? 200 : delay);
   }
 
   // ---- details, charts and logs ------------------------------------------------------------
@@ -346,8 +346,10 @@
         setTimeout(() => { api("/api/session").then(connect, () => setTimeout(connect, 2000)); }, 1000);
       }
     };
-    on("daemon", (d) => setDaemon(Boolean(d.up)));
-    on("apps", (list) => setApps(list));
+    on("daemon", (d) => {
+      setDaemon(Boolean(d.up));
+      if (d.up) refetchSoon(0);  // on connect, and when the daemon is back
+    });
     on("state", (ev) => {
       const app = ev.app;
       if (!app) return;
