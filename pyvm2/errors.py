@@ -15,10 +15,6 @@ class Pyvm2Error(Exception):
         if code is not None:
             self.code = code
 
-    def to_wire(self) -> dict:
-        return {"code": self.code, "message": self.message, "hint": self.hint,
-                "kind": type(self).__name__}
-
 
 class ConfigError(Pyvm2Error):
     """A bad ecosystem file or bad option value; the message starts with file:line:col."""
@@ -58,6 +54,10 @@ class DaemonError(Pyvm2Error):
     """The daemon cannot be reached, started, or answered badly."""
 
     code = 3
+
+
+class DaemonNotRunning(DaemonError):
+    """No daemon answers on the socket (and none was to be started)."""
 
 
 class SpawnError(Pyvm2Error):

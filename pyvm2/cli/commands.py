@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
 from pyvm2 import cli
 from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
-from pyvm2.errors import ConfigError, NotFound, Pyvm2Error, UsageError
+from pyvm2.errors import ConfigError, DaemonNotRunning, NotFound, Pyvm2Error, UsageError
+from pyvm2.options import cli_flags
+from pyvm2.procfs import STATE, stat_fields
+
+if TYPE_CHECKING:
+    from pyvm2.spec import AppSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -53,7 +61,10 @@ def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
 
 def _report(actions: list[dict]) -> None:
     for a in actions:
-        cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
+        if a.get("pm_id") is None:
+            cli.warn(f"[{a['name']}] {a['action']}")
+        else:
+            cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
 
 
 def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
@@ -64,38 +75,61 @@ def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
                          f"see its output with: pyvm2 logs {p['name']} --nostream")
 
 
+def _with_option_flags(func: Callable[..., None]) -> Callable[..., None]:
+    """`func`'s own parameters, plus one per option row that has a flag (pyvm2.options)."""
+    hints = get_type_hints(func, include_extras=True)
+    params = [p.replace(annotation=hints[p.name]) for p in inspect.signature(func).parameters.values()
+              if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for option in cli_flags():
+        flag = option.flag
+        assert flag is not None
+        info = typer.Option(*flag.decls, help=flag.help or None)
+        kind: Any = {"switch": bool, "bool": bool | None, "list": list[str] | None}.get(
+            flag.kind, str | None)
+        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=False if flag.kind == "switch" else None,
+                                        annotation=Annotated[kind, info]))
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> None:
+        func(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+def _option_flags(given: dict[str, Any]) -> dict[str, Any]:
+    """The options set by flags, as an ecosystem file would write them."""
+    from pyvm2.units import UnitError
+
+    out: dict[str, Any] = {}
+    for option in cli_flags():
+        flag = option.flag
+        assert flag is not None
+        value = given.get(option.name)
+        if value is None or value is False and flag.kind == "switch":
+            continue
+        if flag.kind == "list":
+            value = _split_list(value)
+            if not value:
+                continue
+        if flag.convert is not None:
+            try:
+                value = flag.convert(value)
+            except UnitError as e:
+                raise ConfigError(str(e), e.hint, path=flag.decls[0]) from None
+        out[option.name] = value
+    return out
+
+
 @app.command(help="Start an ecosystem file, a script, or stopped apps by name/id.")
+@_with_option_flags
 def start(
     targets: Targets = None,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="app name")] = None,
-    namespace: Annotated[str | None, typer.Option(help="namespace")] = None,
-    cwd: Annotated[str | None, typer.Option(help="working directory (overrides the file's cwd)")] = None,
-    instances: Annotated[str | None, typer.Option("--instances", "-i", help="number of instances, or max")] = None,
-    interpreter: Annotated[str | None, typer.Option("--interpreter", "--exec-interpreter", help="interpreter (php, python3, none, a path)")] = None,
-    interpreter_args: Annotated[str | None, typer.Option("--interpreter-args", "--node-args", help="arguments for the interpreter")] = None,
-    max_memory_restart: Annotated[str | None, typer.Option("--max-memory-restart", help="restart above this memory, e.g. 100M")] = None,
-    autorestart: Annotated[bool | None, typer.Option("--autorestart/--no-autorestart", help="restart when it exits")] = None,
-    autostart: Annotated[bool | None, typer.Option("--autostart/--no-autostart", help="start now, or only register")] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="restart when files in cwd change")] = False,
-    ignore_watch: Annotated[str | None, typer.Option("--ignore-watch", help="globs to ignore, space separated")] = None,
-    watch_delay: Annotated[str | None, typer.Option("--watch-delay", help="seconds, or Nms")] = None,
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
-    restart_delay: Annotated[str | None, typer.Option("--restart-delay", help="ms before an automatic restart")] = None,
-    exp_backoff_restart_delay: Annotated[str | None, typer.Option("--exp-backoff-restart-delay")] = None,
-    max_restarts: Annotated[int | None, typer.Option("--max-restarts")] = None,
-    min_uptime: Annotated[str | None, typer.Option("--min-uptime")] = None,
-    kill_timeout: Annotated[str | None, typer.Option("--kill-timeout", "-k", help="ms before SIGKILL")] = None,
-    kill_signal: Annotated[str | None, typer.Option("--kill-signal", help="stop signal (default SIGINT)")] = None,
-    cron: Annotated[str | None, typer.Option("--cron-restart", "--cron", "-c", help="cron pattern")] = None,
-    stop_exit_codes: Annotated[list[str] | None, typer.Option("--stop-exit-codes")] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="stdout log file")] = None,
-    error: Annotated[str | None, typer.Option("--error", "-e", help="stderr log file")] = None,
-    log: Annotated[str | None, typer.Option("--log", "-l", help="combined log file")] = None,
-    log_date_format: Annotated[str | None, typer.Option("--log-date-format")] = None,
-    time_: Annotated[bool, typer.Option("--time", help="prefix log lines with the time")] = False,
-    merge_logs: Annotated[bool, typer.Option("--merge-logs")] = False,
-    pid: Annotated[str | None, typer.Option("--pid", "-p", help="pid file")] = None,
+    **options: Any,
 ) -> None:
     from pyvm2 import ecosystem
     from pyvm2 import spec as specmod
@@ -106,31 +140,8 @@ def start(
             targets = ["ecosystem.config.js"]
         else:
             raise UsageError("nothing to start", "pyvm2 start ecosystem.json | pyvm2 start app.py --name app")
-    flags: dict[str, Any] = {
-        "name": name, "namespace": namespace, "instances": instances, "interpreter": interpreter,
-        "interpreter_args": interpreter_args, "max_memory_restart": max_memory_restart,
-        "autorestart": autorestart, "autostart": autostart, "ignore_watch": ignore_watch,
-        "restart_delay": restart_delay, "exp_backoff_restart_delay": exp_backoff_restart_delay,
-        "max_restarts": max_restarts, "min_uptime": min_uptime, "kill_timeout": kill_timeout,
-        "kill_signal": kill_signal, "cron_restart": cron, "out_file": output, "error_file": error,
-        "log_file": log, "log_date_format": log_date_format, "pid_file": pid,
-    }
-    if stop_exit_codes:
-        flags["stop_exit_codes"] = [int(c) if c.lstrip("-").isdigit() else c for c in _split_list(stop_exit_codes) or []]
-    if watch_delay is not None:
-        from pyvm2.units import parse_cli_seconds
-
-        try:
-            flags["watch_delay"] = parse_cli_seconds(watch_delay)
-        except ValueError as e:
-            raise ConfigError(str(e), "--watch-delay takes seconds (2) or milliseconds (500ms)", path="--watch-delay") from None
-    if watch:
-        flags["watch"] = True
-    if time_:
-        flags["time"] = True
-    if merge_logs:
-        flags["merge_logs"] = True
-    flags = {k: v for k, v in flags.items() if v is not None}
+    flags = _option_flags(options)
+    cwd = flags.pop("cwd", None)
     base_env = _base_env()
     client = None
 
@@ -189,7 +200,7 @@ def _looks_like_script(t: str) -> bool:
         or " " in t or shutil.which(t) is not None
 
 
-def _apply_flags(spec, flags: dict[str, Any]):
+def _apply_flags(spec: AppSpec, flags: dict[str, Any]) -> AppSpec:
     """CLI flags given with an ecosystem file override each app's value (pm2's rule)."""
     import dataclasses
 
@@ -329,7 +340,7 @@ def kill() -> None:
     client = Client()
     try:
         client.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("pyvm2 daemon is not running")
         return
     pid = daemon_pid(client.home)
@@ -384,7 +395,7 @@ def update() -> None:
     old = Client()
     try:
         old.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("no daemon was running; starting pyvm2 " + __version__)
         _client()
         return
@@ -447,11 +458,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[STATE] != b"Z"
 
 
 @app.command(help="A live dashboard: apps, cpu, memory, logs; keys ↑/↓ r s q.")

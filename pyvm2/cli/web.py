@@ -7,21 +7,26 @@ import os
 import socket
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pyvm2 import cli
 from pyvm2.cli.quick import _client, print_table
 from pyvm2.errors import NotFound, Pyvm2Error, UsageError
-from pyvm2.web import DEFAULT_HOST, DEFAULT_PORT, is_loopback, missing
+from pyvm2.web.gate import DEFAULT_HOST, DEFAULT_PORT, is_loopback, missing
+
+if TYPE_CHECKING:
+    import ssl
+
+    from pyvm2.client import Client
 
 NAME = "pyvm2-web"
 #: How long `pyvm2 web` waits for the server to answer /healthz.
 READY_S = 15.0
 
 
-def _running(client) -> list[dict]:
+def _running(client: Client) -> list[dict]:
     return [p for p in client.call("list") if p.get("name") == NAME]
 
 
@@ -39,7 +44,7 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _wait_ready(url: str, context) -> bool:
+def _wait_ready(url: str, context: ssl.SSLContext | None) -> bool:
     import urllib.error
     import urllib.request
 
@@ -64,8 +69,8 @@ def web(
     stop: Annotated[bool, typer.Option("--stop", help="stop the web server")] = False,
     rotate_token: Annotated[bool, typer.Option("--rotate-token", help="replace the access token (ends every session)")] = False,
 ) -> None:
+    import pyvm2.web.auth as auth
     from pyvm2.paths import Home
-    from pyvm2.web import auth
 
     home = Home.from_env()
     if stop:
@@ -127,7 +132,7 @@ def web(
     base = f"{scheme}://{shown}:{port}"
     context = None
     if tls_cert:
-        import ssl
+        import ssl  # noqa: F811 (needed at run time here, at type-check time above)
 
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from pyvm2.web import DEFAULT_HOST, DEFAULT_PORT, is_loopback, missing
+from pyvm2.web.gate import DEFAULT_HOST, DEFAULT_PORT, is_loopback, missing
 
 #: Request heads larger than this are refused (h11's limit on an incomplete event).
 MAX_HEAD = 16 * 1024

@@ -23,7 +23,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyvm2.errors import DaemonError, NotFound, Pyvm2Error
-from pyvm2.web import auth, logtail, metrics
+from pyvm2.tail import tail_lines
+from pyvm2.web import auth, metrics
 from pyvm2.web.link import Link
 
 #: The app name `pyvm2 web` runs under; "all" from the web leaves it alone.
@@ -35,6 +36,8 @@ MAX_BODY = 16 * 1024
 #: The request line's target and headers together may not be larger than this.
 MAX_HEAD = 16 * 1024
 MAX_LOG_LINES = 5000
+#: At most this much of the end of a log file is read for its last lines.
+MAX_LOG_READ = 4 * 1024 * 1024
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 SECURITY_HEADERS = [
     (b"content-security-policy",
@@ -50,7 +53,7 @@ SECURITY_HEADERS = [
 
 
 def _static(name: str) -> bytes:
-    return resources.files("pyvm2.web").joinpath("static", name).read_bytes()
+    return resources.files("pyvm2.web").joinpath("static").joinpath(name).read_bytes()
 
 
 class Forbidden(Pyvm2Error):
@@ -254,8 +257,8 @@ class Web:
         for p in procs:
             env = p.get("pm2_env") or {}
             out.append({"pm_id": p["pm_id"], "name": p["name"],
-                        "out": await asyncio.to_thread(logtail.tail, env.get("pm_out_log_path"), lines),
-                        "err": await asyncio.to_thread(logtail.tail, env.get("pm_err_log_path"), lines)})
+                        "out": await asyncio.to_thread(_tail, env.get("pm_out_log_path"), lines),
+                        "err": await asyncio.to_thread(_tail, env.get("pm_err_log_path"), lines)})
         return JSONResponse({"apps": out})
 
     async def history(self, request: Request, who: str) -> Response:
@@ -318,6 +321,13 @@ class Web:
         app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found},
                         lifespan=lifespan)
         return Headers(app)
+
+
+def _tail(path: str | None, lines: int) -> list[str]:
+    if not path or path == os.devnull:
+        return []
+    return [line.decode("utf-8", errors="replace")
+            for line in tail_lines(path, lines, max_bytes=MAX_LOG_READ)]
 
 
 def _process_usage(pid: int | None) -> dict[str, float]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pyvm2.web import missing
+from pyvm2.web.gate import missing
 
 needs_web = pytest.mark.skipif(bool(missing()), reason=f"the web extra is not installed "
                                f"({', '.join(missing())} missing): pip install -e '.[web]'")

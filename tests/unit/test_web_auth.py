@@ -1,12 +1,13 @@
-"""The web server's access rules: token file, signed sessions, CSRF tokens, the rate limit."""
+"""The web server's access rules: token file, signed sessions, CSRF tokens, the rate limit,
+loopback addresses."""
 
 from __future__ import annotations
 
 import os
 import stat
 
-from pyvm2.web import auth, is_loopback
-from pyvm2.web.logtail import tail
+from pyvm2.web import auth
+from pyvm2.web.gate import is_loopback
 
 
 def test_token_file_is_private_and_kept(tmp_path):
@@ -53,12 +54,3 @@ def test_loopback_addresses():
     assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.0.0.1")
     assert not is_loopback("example.com")
 
-
-def test_tail_reads_the_last_lines(tmp_path):
-    p = tmp_path / "x.log"
-    p.write_text("".join(f"line {i}\n" for i in range(100_000)))
-    assert tail(str(p), 3) == ["line 99997", "line 99998", "line 99999"]
-    p.write_text("a\nb")
-    assert tail(str(p), 5) == ["a", "b"]
-    assert tail(str(tmp_path / "missing"), 5) == [] and tail(None, 5) == []
-    assert tail(str(p), 0) == []
