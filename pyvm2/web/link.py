@@ -37,6 +37,12 @@ class Stream:
             self.dropped += 1
 
 
+def _request(req_id: int, cmd: str, args: dict | None = None) -> bytes:
+    """A request line; subscribe, history and env are answered by the daemon's events module,
+    outside the command shapes protocol.request checks."""
+    return protocol.encode({"id": req_id, "cmd": cmd, "args": args or {}})
+
+
 def sse(kind: str, data: Any) -> bytes:
     body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return f"event: {kind}\ndata: {body}\n\n".encode()
@@ -64,7 +70,7 @@ class Link:
             raise DaemonError("the pyvm2 daemon is not running",
                               "start it with any pyvm2 command, e.g. pyvm2 list") from None
         try:
-            writer.write(protocol.request(1, cmd, args))
+            writer.write(_request(1, cmd, args))
             line = await asyncio.wait_for(reader.readline(), timeout)
         except asyncio.TimeoutError:
             raise DaemonError(f"the daemon did not answer {cmd} within {timeout:.0f}s") from None
@@ -106,7 +112,7 @@ class Link:
         if self.wanted_logs() != self._subscribed_logs and self._writer is not None:
             self._subscribed_logs = self.wanted_logs()
             with contextlib.suppress(OSError, RuntimeError):
-                self._writer.write(protocol.request(2, "subscribe", {"logs": self._subscribed_logs}))
+                self._writer.write(_request(2, "subscribe", {"logs": self._subscribed_logs}))
 
     async def _run(self) -> None:
         while True:
@@ -127,7 +133,7 @@ class Link:
         reader, writer = await asyncio.open_unix_connection(self.path, limit=protocol.MAX_LINE * 16)
         try:
             self._subscribed_logs = self.wanted_logs()
-            writer.write(protocol.request(1, "subscribe", {"samples": True,
+            writer.write(_request(1, "subscribe", {"samples": True,
                                                            "logs": self._subscribed_logs}))
             first = json.loads(await reader.readline() or b"{}")
             if not first.get("ok"):
