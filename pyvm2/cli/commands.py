@@ -703,3 +703,12 @@ def runtime(ctx: typer.Context) -> None:
     from pyvm2.runtime import main as runtime_main
 
     runtime_main(list(ctx.args))
+
+
+def _web_command() -> None:
+    from pyvm2.cli.web import web
+
+    app.command(help="Serve a live web page, a JSON API and /metrics (needs pyvm2[web]).")(web)
+
+
+_web_command()

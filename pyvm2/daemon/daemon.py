@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
 from pyvm2.daemon import fds, reaper, runner, spawn, tree
+from pyvm2.daemon.events import Events
 from pyvm2.daemon.journal import Journal, NotSaved, atomic_write, pack, unpack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
 from pyvm2.daemon.monitor import Monitor
@@ -147,12 +148,14 @@ class Daemon:
         self.listeners = Listeners()
         self.notifier = Notifier(str(home.root / "notify.sock"), self.log)
         self.orphans = reaper.Orphans(self._leaders, str(home.run))
+        self.events = Events(self)
         self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
                            rotation=self.rotation_for, background=self._background,
                            scanner=tree.Scanner(), sockets=self.sockets_for,
                            notifier=self.notifier, persist=self.journal.persist,
-                           orphans=self.orphans)
+                           orphans=self.orphans, state=self.events.state,
+                           output=self.events.output)
 
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:
@@ -411,6 +414,7 @@ class Daemon:
                 await self._monitor.tick(self.procs.values())
             except Exception as e:  # sampling must never take the daemon down
                 self.log(f"sampling failed: {e!r}")
+            self.events.sampled(self.procs)
 
     def _leaders(self) -> dict[int, str]:
         """pid -> token of every run leader this daemon spawned and has not finished with."""

@@ -49,6 +49,10 @@ class Hooks:
     #: write the state file now (a reload records its replacement before starting it)
     persist: Callable[[], Awaitable[None]] | None = None
 
+    #: told of every state change and of every chunk of output (events.py)
+    state: Callable[[ManagedProcess], None] = lambda _p: None
+    output: Callable[[ManagedProcess, str, bytes], None] = lambda _p, _s, _d: None
+
 
 class ReloadFailed(Pyvm2Error):
     """A replacement did not become ready; the instance keeps its previous process."""
@@ -198,6 +202,7 @@ class ManagedProcess:
         if status is not Status.WAITING_RESTART:
             self._cancel_timer()
         self.hooks.changed()
+        self.hooks.state(self)
 
     def _log(self, msg: str) -> None:
         self.hooks.log(f"App [{self.label}] {msg}")
@@ -567,10 +572,7 @@ class ManagedProcess:
             sink.open()
         for stream, fd in (("out", run.out_fd), ("err", run.err_fd)):
             if fd is not None:
-                feed = functools.partial(sink.feed, stream)
-                if self.hooks.echo is not None:
-                    feed = functools.partial(_tee, feed, functools.partial(self.hooks.echo, self, stream))
-                spawn.pipe_reader(fd, loop, feed,
+                spawn.pipe_reader(fd, loop, functools.partial(self._output, sink, stream),
                                   functools.partial(self._pipe_closed, sink, stream))
         side = _Side(loop)
         self._sides[run.token] = side
@@ -623,6 +625,12 @@ class ManagedProcess:
             side.timer.cancel()
             side.timer = None
 
+    def _output(self, sink: LogSink, stream: str, data: bytes) -> None:
+        sink.feed(stream, data)
+        self.hooks.output(self, stream, data)
+        if self.hooks.echo is not None:
+            self.hooks.echo(self, stream, data)
+
     def _pipe_closed(self, sink: LogSink, stream: str) -> None:
         sink.flush_partial(stream)
         if sink is not self._sink:
@@ -636,6 +644,7 @@ class ManagedProcess:
         side.settle()
         self._log(f"re-adopted (pid {run.pid})")
         self.hooks.changed()
+        self.hooks.state(self)
 
     def _write_pid(self, pid: int) -> None:
         try:
@@ -746,11 +755,6 @@ class ManagedProcess:
                 "main_pid": self.main_pid,
             },
         }
-
-
-def _tee(first: Callable[[bytes], None], second: Callable[[bytes], None], data: bytes) -> None:
-    first(data)
-    second(data)
 
 
 _USER: str | None = None

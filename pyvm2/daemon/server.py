@@ -12,6 +12,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from pyvm2 import protocol
+from pyvm2.daemon import events
 from pyvm2.errors import NotFound, Pyvm2Error
 
 if TYPE_CHECKING:
@@ -78,6 +79,11 @@ class Server:
                 if not line:
                     return
                 if not line.strip():
+                    continue
+                claimed = events.claim(line)
+                if claimed is not None:  # subscribe, history, env
+                    if not await self.daemon.events.serve(claimed, reader, writer):
+                        return
                     continue
                 writer.write(await self._reply(line))
                 await writer.drain()

@@ -48,10 +48,16 @@ LAYERS: dict[str, Layer] = {
     # CLI's `runtime` command hands over to it (imported only by that command).
     "runtime": _layer(("pyvm2.runtime",), {"leaf", "spec", "files", "formats", "cli", "daemon"}),
     "cli": _layer(("pyvm2.cli", "pyvm2.__main__"),
-                  {"leaf", "spec", "files", "formats", "client", "cli", "export", "runtime"},
+                  {"leaf", "spec", "files", "formats", "client", "cli", "export", "runtime",
+                   "webgate"},
                   {"typer", "click", "rich"}, {"asyncio"}),
     "daemon": _layer(("pyvm2.daemon",), {"leaf", "spec", "daemon"},
                      {"psutil", "watchdog", "croniter"}),
+    # What `pyvm2 web` checks and writes before a server runs (the extra, the token): stdlib only.
+    "webgate": _layer(("pyvm2.web.gate", "pyvm2.web.auth"), {"leaf", "webgate"}, (), {"asyncio"}),
+    # The web server: its own process, talking to the daemon over the socket only.
+    "web": _layer(("pyvm2.web",), {"leaf", "webgate", "web"},
+                  {"starlette", "uvicorn", "prometheus_client", "psutil"}),
 }
 
 
@@ -187,3 +193,4 @@ def test_the_back_off_policy_is_pure():
     """Every back-off is decided from times passed in: no clock, no OS, no event loop."""
     found = roots(imports(modules()["pyvm2.daemon.policy"]))
     assert not found & {"asyncio", "time", "os", "psutil", "subprocess", "signal"}, found
+

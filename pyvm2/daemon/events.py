@@ -1,0 +1,268 @@
+"""Subscriptions on the socket (state changes, restarts with their reasons, app output, samples)
+and the last hour of cpu and memory per process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from array import array
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pyvm2 import protocol
+
+if TYPE_CHECKING:
+    from pyvm2.daemon.daemon import Daemon
+    from pyvm2.daemon.process import ManagedProcess
+
+#: Samples kept per process: an hour at the daemon's one-second sampling rate.
+HISTORY_SIZE = 3600
+#: Messages held for one subscriber; past this, new ones are dropped and counted.
+QUEUE_MAX = 4096
+#: A partial output line longer than this is sent as it is.
+MAX_PARTIAL = 65536
+#: Commands this module answers on the socket.
+COMMANDS = frozenset({"subscribe", "history", "env"})
+
+
+def claim(line: bytes) -> dict | None:
+    """The request, if it is one of this module's commands; otherwise None (the server's
+    usual path answers it, errors included)."""
+    if b'"subscribe"' not in line and b'"history"' not in line and b'"env"' not in line:
+        return None
+    try:
+        req = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(req, dict) or req.get("cmd") not in COMMANDS:
+        return None
+    if not isinstance(req.get("args", {}), dict):
+        return None
+    return req
+
+
+class History:
+    """Per-process rings of (cpu, memory) on one shared clock of sample times."""
+
+    def __init__(self, size: int = HISTORY_SIZE) -> None:
+        self.size = size
+        self.tick = -1
+        self.times = array("d")
+        self._first: dict[int, int] = {}
+        self._cpu: dict[int, array] = {}
+        self._mem: dict[int, array] = {}
+
+    def record(self, now: float, values: Mapping[int, tuple[float, int]]) -> None:
+        self.tick += 1
+        slot = self.tick % self.size
+        if len(self.times) < self.size:
+            self.times.append(now)
+        else:
+            self.times[slot] = now
+        for pm_id, (cpu, mem) in values.items():
+            first = self._first.get(pm_id)
+            if first is None:
+                first = self._first[pm_id] = self.tick
+                self._cpu[pm_id], self._mem[pm_id] = array("f"), array("d")
+            c, m = self._cpu[pm_id], self._mem[pm_id]
+            if len(c) < self.size:
+                c.append(cpu)
+                m.append(mem)
+            else:
+                i = (self.tick - first) % self.size
+                c[i], m[i] = cpu, mem
+        for pm_id in [i for i in self._first if i not in values]:
+            del self._first[pm_id], self._cpu[pm_id], self._mem[pm_id]
+
+    def series(self, pm_id: int) -> dict[str, list]:
+        first = self._first.get(pm_id)
+        if first is None:
+            return {"t": [], "cpu": [], "memory": []}
+        start = max(first, self.tick - self.size + 1)
+        ticks = range(start, self.tick + 1)
+        c, m = self._cpu[pm_id], self._mem[pm_id]
+        return {"t": [round(self.times[k % self.size], 3) for k in ticks],
+                "cpu": [round(c[(k - first) % self.size], 1) for k in ticks],
+                "memory": [int(m[(k - first) % self.size]) for k in ticks]}
+
+
+class Subscriber:
+    """One connection's bounded queue and what it asked for."""
+
+    def __init__(self, args: Mapping[str, Any]) -> None:
+        self.queue: deque[bytes] = deque()
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.dropped = 0
+        self.samples = False
+        self.log_all = False
+        self.log_ids: set[int] = set()
+        self.log_names: set[str] = set()
+        self.update(args)
+
+    def update(self, args: Mapping[str, Any]) -> None:
+        self.samples = bool(args.get("samples", self.samples))
+        if "logs" in args:
+            logs = args.get("logs") or []
+            if not isinstance(logs, list):
+                logs = [logs]
+            self.log_all = "all" in logs
+            self.log_ids = {int(x) for x in logs if isinstance(x, int) or
+                            (isinstance(x, str) and x.isdigit())}
+            self.log_names = {x for x in logs if isinstance(x, str)}
+
+    def wants_logs(self, p: ManagedProcess) -> bool:
+        return self.log_all or p.pm_id in self.log_ids or p.name in self.log_names or \
+            p.spec.namespace in self.log_names
+
+    def push(self, msg: bytes) -> None:
+        if len(self.queue) >= QUEUE_MAX:
+            self.dropped += 1
+            return
+        self.queue.append(msg)
+        self.wake.set()
+
+
+class Events:
+    """The daemon's publisher: process hooks call state() and output(), the sampler calls
+    sampled(); the socket server hands over connections whose request claim() accepted."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.history = History()
+        self.subscribers: set[Subscriber] = set()
+        self.dropped_total = 0
+        self._restarts: dict[int, int] = {}
+        self._partial: dict[tuple[int, str], bytes] = {}
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def state(self, p: ManagedProcess) -> None:
+        before = self._restarts.get(p.pm_id)
+        self._restarts[p.pm_id] = p.restart_time
+        if not self.subscribers:
+            return
+        now = time.time()
+        snap = self.daemon.snapshot([p])[0]
+        self._publish({"type": "state", "t": now, "app": snap})
+        if before is not None and p.restart_time > before:
+            self._publish({"type": "restart", "t": now, "pm_id": p.pm_id, "name": p.name,
+                           "restart_time": p.restart_time, "reason": p.last_restart_reason})
+
+    def output(self, p: ManagedProcess, stream: str, data: bytes) -> None:
+        if not self.subscribers:
+            return
+        targets = [s for s in self.subscribers if s.wants_logs(p)]
+        key = (p.pm_id, stream)
+        if not targets:
+            self._partial.pop(key, None)
+            return
+        buf = self._partial.pop(key, b"") + data
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            if len(buf) <= MAX_PARTIAL:
+                self._partial[key] = buf
+                return
+            cut = len(buf)
+        rest = buf[cut + 1:]
+        if rest:
+            self._partial[key] = rest
+        lines = buf[:cut].decode("utf-8", errors="replace").split("\n")
+        msg = protocol.encode({"type": "log", "t": time.time(), "pm_id": p.pm_id, "name": p.name,
+                               "stream": stream, "lines": lines})
+        for s in targets:
+            s.push(msg)
+
+    def sampled(self, procs: Mapping[int, ManagedProcess]) -> None:
+        now = time.time()
+        values = {i: (p.cpu, p.memory) for i, p in procs.items()}
+        self.history.record(now, values)
+        for gone in [i for i in self._restarts if i not in procs]:
+            del self._restarts[gone]
+        wanting = [s for s in self.subscribers if s.samples]
+        if wanting:
+            msg = protocol.encode({"type": "samples", "t": now,
+                                   "apps": {str(i): [round(c, 1), m] for i, (c, m) in values.items()}})
+            for s in wanting:
+                s.push(msg)
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        msg = protocol.encode(event)
+        for s in self.subscribers:
+            s.push(msg)
+
+    # ---- socket side ---------------------------------------------------------------------
+    async def serve(self, req: dict, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> bool:
+        """Answer a claimed request; True if the connection goes on taking requests."""
+        rid, cmd, args = req.get("id"), req["cmd"], req.get("args") or {}
+        if cmd == "subscribe":
+            await self._stream(rid, args, reader, writer)
+            return False
+        try:
+            procs = self.daemon.resolve(args.get("targets") or ["all"]) if self.daemon.procs else []
+        except Exception as e:  # NotFound and friends: reported, connection kept
+            writer.write(protocol.error(rid, protocol.E_NOT_FOUND, str(getattr(e, "message", e))))
+            await writer.drain()
+            return True
+        if cmd == "history":
+            data: Any = {"interval_s": 1.0, "size": self.history.size,
+                         "apps": {str(p.pm_id): self.history.series(p.pm_id) for p in procs}}
+        else:
+            data = {str(p.pm_id): self._env(p) for p in procs}
+        writer.write(protocol.ok(rid, data))
+        await writer.drain()
+        return True
+
+    @staticmethod
+    def _env(p: ManagedProcess) -> dict[str, str]:
+        from pyvm2.daemon.spawn import build_env
+
+        return build_env(p.spec, p.base_env, {})
+
+    async def _stream(self, rid: Any, args: Mapping[str, Any], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        sub = Subscriber(args)
+        self.subscribers.add(sub)
+        listener = asyncio.get_running_loop().create_task(self._listen(sub, reader))
+        try:
+            writer.write(protocol.ok(rid, {"subscribed": True, "queue_max": QUEUE_MAX}))
+            await writer.drain()
+            while True:
+                await sub.wake.wait()
+                sub.wake.clear()
+                if sub.closed:
+                    return
+                batch = list(sub.queue)
+                sub.queue.clear()
+                if sub.dropped:
+                    self.dropped_total += sub.dropped
+                    batch.append(protocol.encode({"type": "dropped", "count": sub.dropped}))
+                    sub.dropped = 0
+                writer.write(b"".join(batch))
+                await writer.drain()
+        finally:
+            self.subscribers.discard(sub)
+            listener.cancel()
+            if not any(s.log_all or s.log_ids or s.log_names for s in self.subscribers):
+                self._partial.clear()
+
+    async def _listen(self, sub: Subscriber, reader: asyncio.StreamReader) -> None:
+        """Further lines on a subscription change what it receives; EOF ends it."""
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    req = json.loads(line)
+                    if isinstance(req, dict) and isinstance(req.get("args"), dict):
+                        sub.update(req["args"])
+                except (ValueError, TypeError, RecursionError):
+                    break
+        except (ConnectionError, OSError, ValueError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            sub.closed = True
+            sub.wake.set()
