@@ -54,6 +54,7 @@ _KINDS: dict[str, tuple[str, Any]] = {
             and all(isinstance(x, str) for x in v.values())),
     "objects": ("a list of objects", lambda v: isinstance(v, list)
                 and all(isinstance(x, dict) for x in v)),
+    "list": ("a list", lambda v: isinstance(v, list)),
 }
 
 
@@ -84,13 +85,17 @@ class Arg:
 
 
 class Command:
-    """One command: its arguments, and the reply: `list` (a JSON array) or the keys of an object."""
+    """One command: its arguments, and the reply: `list` (a JSON array) or the keys of an object.
 
-    __slots__ = ("name", "args", "reply", "doc")
+    `events`: answered by the daemon's events module on the connection itself (a subscription
+    keeps the connection for its stream), not by a `Daemon.cmd_<name>` handler."""
+
+    __slots__ = ("name", "args", "reply", "doc", "events")
 
     def __init__(self, name: str, doc: str, args: tuple[Arg, ...] = (),
-                 reply: tuple[str, ...] | str = ()) -> None:
+                 reply: tuple[str, ...] | str = (), *, events: bool = False) -> None:
         self.name, self.doc, self.args, self.reply = name, doc, {a.name: a for a in args}, reply
+        self.events = events
 
     def check_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """The arguments with defaults filled in; BadRequest names what does not fit."""
@@ -164,6 +169,17 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             ("actions", "list")),
     Command("handover", "leave, apps running, for a new daemon to adopt", (), ("pid", "kept")),
     Command("reload_logs", "reopen every log file", (), ("reopened",)),
+    Command("subscribe", "turn the connection into a stream of events: state changes, restarts "
+            "with their reasons, samples, and the output of the apps named in `logs`; a later "
+            "request line on it changes what it receives",
+            (Arg("samples", "bool", None, "also stream cpu and memory samples; none: unchanged"),
+             Arg("logs", "list", None, "names, ids or `all` whose output to stream; none: "
+                 "unchanged")),
+            ("subscribed", "queue_max"), events=True),
+    Command("history", "the last hour of cpu and memory of the given processes (all by default)",
+            (_TARGETS,), ("interval_s", "size", "apps"), events=True),
+    Command("env", "the environment of the given processes (all by default), by pm_id",
+            (_TARGETS,), (), events=True),
 )}
 
 

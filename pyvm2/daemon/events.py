@@ -23,24 +23,22 @@ HISTORY_SIZE = 3600
 QUEUE_MAX = 4096
 #: A partial output line longer than this is sent as it is.
 MAX_PARTIAL = 65536
-#: Commands this module answers on the socket.
-COMMANDS = frozenset({"subscribe", "history", "env"})
+#: Commands this module answers on the socket (declared in protocol.COMMANDS).
+COMMANDS = frozenset(n for n, c in protocol.COMMANDS.items() if c.events)
 
 
 def claim(line: bytes) -> dict | None:
-    """The request, if it is one of this module's commands; otherwise None (the server's
-    usual path answers it, errors included)."""
+    """The request, with its arguments checked and defaults filled in, if it is one of this
+    module's commands; otherwise None (the server's usual path answers it, errors included)."""
     if b'"subscribe"' not in line and b'"history"' not in line and b'"env"' not in line:
         return None
     try:
-        req = json.loads(line)
-    except (ValueError, RecursionError):
+        rid, cmd, args = protocol.parse_request(json.loads(line))
+    except (ValueError, RecursionError, protocol.BadRequest):
         return None
-    if not isinstance(req, dict) or req.get("cmd") not in COMMANDS:
+    if cmd not in COMMANDS:
         return None
-    if not isinstance(req.get("args", {}), dict):
-        return None
-    return req
+    return {"id": rid, "cmd": cmd, "args": args}
 
 
 class History:
@@ -103,9 +101,10 @@ class Subscriber:
         self.update(args)
 
     def update(self, args: Mapping[str, Any]) -> None:
-        self.samples = bool(args.get("samples", self.samples))
-        if "logs" in args:
-            logs = args.get("logs") or []
+        if args.get("samples") is not None:
+            self.samples = bool(args["samples"])
+        if args.get("logs") is not None:
+            logs = args["logs"]
             if not isinstance(logs, list):
                 logs = [logs]
             self.log_all = "all" in logs
@@ -256,10 +255,10 @@ class Events:
                 if not line:
                     break
                 try:
-                    req = json.loads(line)
-                    if isinstance(req, dict) and isinstance(req.get("args"), dict):
+                    req = claim(line)
+                    if req is not None and req["cmd"] == "subscribe":
                         sub.update(req["args"])
-                except (ValueError, TypeError, RecursionError):
+                except (ValueError, TypeError):
                     break
         except (ConnectionError, OSError, ValueError, asyncio.LimitOverrunError):
             pass

@@ -38,9 +38,7 @@ class Stream:
 
 
 def _request(req_id: int, cmd: str, args: dict | None = None) -> bytes:
-    """A request line; subscribe, history and env are answered by the daemon's events module,
-    outside the command shapes protocol.request checks."""
-    return protocol.encode({"id": req_id, "cmd": cmd, "args": args or {}})
+    return protocol.request(req_id, cmd, args)
 
 
 def sse(kind: str, data: Any) -> bytes:
