@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pyvm2 import __version__
 from pyvm2.daemon import spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
-from pyvm2.daemon.logs import LogFile, Rotation
+from pyvm2.daemon.logs import LogFile, Rotation, close_idle
 from pyvm2.daemon.monitor import Sampler
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
 from pyvm2.errors import NotFound, Pyvm2Error, UsageError
@@ -289,6 +289,7 @@ class Daemon:
             await asyncio.sleep(SAMPLE_INTERVAL_S)
             tick += 1
             if tick % 5 == 0:
+                close_idle()
                 self._leave_if_orphaned()
                 if self._stopping.is_set():
                     return
