@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -16,14 +17,15 @@ from pyvm2 import __version__
 from pyvm2.daemon import spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
 from pyvm2.daemon.logs import LogFile, Rotation, close_idle
-from pyvm2.daemon.monitor import Sampler
+from pyvm2.daemon.monitor import Monitor
+from pyvm2.daemon.policy import Trigger
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
 from pyvm2.errors import NotFound, Pyvm2Error, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
 from pyvm2.protocol import PROTOCOL_VERSION
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
-from pyvm2.status import Status, is_settled
+from pyvm2.status import Desired, Status, is_settled
 
 if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches or has a cron
     from pyvm2.daemon.cron import CronJob
@@ -82,6 +84,36 @@ def _log_path(base: str, pm_id: int, suffix: bool) -> str:
 
 
 class Daemon:
+    """The registry pm_id -> ManagedProcess of one PYVM2_HOME, and everything around it: the
+    commands the CLI sends (`cmd_*`, through `dispatch`), the schedules that restart apps on their
+    own (cron, watch, the memory limit), the journal, start-up and shutdown.
+
+    Owns: `procs` and `next_id` (created by `_create`, removed by `_delete`, `kill` and nothing
+    else), the cron jobs and the watcher (one per daemon, shared by every watching app), the
+    monitor, the daemon log, the settings from config.json.
+
+    Threads: everything runs on one event loop. Off the loop: the monitor's sampling and the
+    spawner's /proc scans (asyncio.to_thread, results handed back to the loop), journal and dump
+    writes (to_thread), log rotation and compression (`_background`, the loop's executor), the
+    watcher's observer threads (which call back through the loop), and exit watchers where pidfd
+    is missing. None of them touch `procs` or an instance.
+
+    Automatic restarts have one entry, `request_restart(target, reason, trigger)`: cron ticks,
+    watch bursts and the monitor's memory check call it; the instance decides under its lock
+    whether and when (see ManagedProcess). A restart of a watched app mutes its watch briefly
+    afterwards, so what the app writes while starting does not restart it again.
+
+    Invariants:
+
+    * After every command, `sync_schedules` makes cron and watch follow `desired`: they run for
+      apps the user wants running and pause on a user's stop.
+    * A command in PERSISTED answers only once the journal holds its effect on disk.
+    * SIGTERM stops every app but keeps `desired`, so the next daemon brings them back; `kill`
+      stops and forgets them. A handover (`update`) leaves them running for the next daemon to
+      adopt; so does a lost socket, which also leaves the journal alone (another daemon may own
+      it).
+    """
+
     def __init__(self, home: Home) -> None:
         self.home = home
         self.procs: dict[int, ManagedProcess] = {}
@@ -95,7 +127,8 @@ class Daemon:
         self._watching: dict[str, tuple] = {}      # app name -> what its watch was set up with
         self._watch_keys: dict[str, int] = {}
         self._crons: dict[int, tuple[str, CronJob]] = {}
-        self._sampler = Sampler()
+        self._monitor = Monitor(lambda pm_id, reason: self.request_restart(pm_id, reason,
+                                                                           Trigger.MEMORY))
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
@@ -160,24 +193,34 @@ class Daemon:
         for e in entries:
             try:
                 spec = AppSpec.from_dict(e["spec"])
-                p = ManagedProcess(int(e["pm_id"]), spec, int(e.get("instance", 0)),
-                                   e.get("base_env") or {}, LogPaths(**e["paths"]), self.hooks)
+                pm_id, instance = int(e["pm_id"]), int(e.get("instance", 0))
+                paths = LogPaths(**e["paths"])
+                r = e.get("run")
+                run = None
+                if r:
+                    launch = Launch(tuple(r.get("argv") or ()), r.get("interpreter") or "",
+                                    bool(r.get("is_python")))
+                    run = spawn.adopt(int(r["pid"]), r["token"], float(r["create_time"]),
+                                      float(r["started_at"]), launch, loop, str(self.home.run))
             except (KeyError, TypeError, ValueError) as err:
                 self.log(f"state entry skipped: {err!r}")
                 continue
-            p.desired = e.get("desired", "stopped")
+            if run is not None:
+                status, reason = Status.ONLINE, None
+            elif e.get("status") == Status.ERRORED.value:
+                status, reason = Status.ERRORED, e.get("status_reason")
+            else:
+                status, reason = Status.STOPPED, None
+            p = ManagedProcess(pm_id, spec, instance, e.get("base_env") or {}, paths, self.hooks,
+                               status=status, status_reason=reason)
+            try:
+                p.desired = Desired(e.get("desired", "stopped"))
+            except ValueError:
+                self.log(f"App [{p.label}] unknown desired state {e.get('desired')!r}: stopped")
             p.restart_time = int(e.get("restart_time") or 0)
             p.created_at = float(e.get("created_at") or time.time())
             p.last_restart_reason = e.get("last_restart_reason")
-            if e.get("status") == Status.ERRORED.value:
-                p.status, p.status_reason = Status.ERRORED, e.get("status_reason")
             self.procs[p.pm_id] = p
-            r = e.get("run")
-            run = None
-            if r:
-                launch = Launch(tuple(r.get("argv") or ()), r.get("interpreter") or "", bool(r.get("is_python")))
-                run = spawn.adopt(int(r["pid"]), r["token"], float(r["create_time"]),
-                                  float(r["started_at"]), launch, loop, str(self.home.run))
             if run is not None:
                 live_tokens.add(run.token)
                 p.adopt(run)
@@ -185,7 +228,7 @@ class Daemon:
             if r:
                 await p.sweep_orphans(r["token"])
                 self.log(f"App [{p.label}] was not running any more when the daemon started")
-            if p.desired == "running":
+            if p.desired is Desired.RUNNING:
                 to_start.append(p)
         self.next_id = max([next_id] + [i + 1 for i in self.procs])
         self._clean_run_dir(live_tokens)
@@ -293,36 +336,26 @@ class Daemon:
                 self._leave_if_orphaned()
                 if self._stopping.is_set():
                     return
-            roots = {p.pm_id: p.pid for p in self.procs.values() if p.pid}
             try:
-                samples = await asyncio.to_thread(self._sampler.sample, roots)
+                await self._monitor.tick(self.procs.values())
             except Exception as e:  # sampling must never take the daemon down
                 self.log(f"sampling failed: {e!r}")
-                continue
-            for pm_id, s in samples.items():
-                p = self.procs.get(pm_id)
-                if p is None or p.pid != roots.get(pm_id):
-                    continue
-                p.cpu, p.memory = s.cpu, s.rss
-                limit = p.spec.max_memory_restart
-                if limit and s.rss > limit and p.status == Status.ONLINE and not p.lock.locked():
-                    reason = f"memory {_mb(s.rss)} > {_mb(limit)}"
-                    asyncio.get_running_loop().create_task(p.limit_restart(reason))
 
-    def request_restart(self, pm_id: int, reason: str) -> None:
-        """The one entry point for watch and cron restarts."""
-        p = self.procs.get(pm_id)
-        if p is None or p.desired != "running":
+    def request_restart(self, target: int | ManagedProcess, reason: str, trigger: Trigger) -> None:
+        """The one entry point of automatic restarts: cron, watch and the memory limit. The
+        instance decides under its lock whether (not while a command or another restart is in
+        flight, not when stopped or deleted) and when (policy's back-off for its trigger)."""
+        p = self.procs.get(target) if isinstance(target, int) else target
+        if p is None or self.procs.get(p.pm_id) is not p:
             return
-        if p.lock.locked():
-            return  # a restart or stop is already in flight
-        asyncio.get_running_loop().create_task(self._restart(p, reason))
+        task = p.request_restart(reason, trigger)
+        if task is not None and p.name in self._watching:
+            task.add_done_callback(functools.partial(self._mute_watch, p.name))
 
-    async def _restart(self, p: ManagedProcess, reason: str) -> None:
-        await p.restart(reason)
-        # what the app wrote while it stopped and started must not restart it again
-        if self._watcher is not None and p.name in self._watching:
-            self._watcher.discard(self._watch_keys[p.name], WATCH_MUTE_S)
+    def _mute_watch(self, name: str, _done: object = None) -> None:
+        """What the app wrote while it stopped and started must not restart it again."""
+        if self._watcher is not None and name in self._watching:
+            self._watcher.discard(self._watch_keys[name], WATCH_MUTE_S)
 
     # ---- registry ----------------------------------------------------------------------
     def _create(self, spec: AppSpec, instance: int, base_env: dict[str, str]) -> ManagedProcess:
@@ -402,7 +435,7 @@ class Daemon:
         """Watching and cron run for apps the user wants running; a user's stop pauses them."""
         loop = asyncio.get_running_loop()
         for pm_id, p in self.procs.items():
-            want = p.spec.cron_restart if p.desired == "running" else None
+            want = p.spec.cron_restart if p.desired is Desired.RUNNING else None
             have = self._crons.get(pm_id)
             if have and have[0] != want:
                 have[1].stop()
@@ -411,7 +444,8 @@ class Daemon:
             if want and not have:
                 from pyvm2.daemon.cron import CronJob
 
-                job = CronJob(loop, want, lambda pm_id=pm_id, pattern=want: self.request_restart(pm_id, f"cron_restart {pattern}"))
+                job = CronJob(loop, want, functools.partial(
+                    self.request_restart, pm_id, f"cron_restart {want}", Trigger.CRON))
                 job.start()
                 self._crons[pm_id] = (want, job)
         for pm_id in [i for i in self._crons if i not in self.procs]:
@@ -419,7 +453,7 @@ class Daemon:
 
         wanted: dict[str, list[ManagedProcess]] = {}
         for p in self.procs.values():
-            if p.spec.watch and p.desired == "running":
+            if p.spec.watch and p.desired is Desired.RUNNING:
                 wanted.setdefault(p.name, []).append(p)
         for name, procs in wanted.items():
             spec = procs[0].spec
@@ -451,8 +485,7 @@ class Daemon:
         shown = ", ".join(paths[:5]) + (f" and {more}{'+' if len(paths) >= MAX_PATHS else ''} more" if more > 0 else "")
         reason = f"file changed: {shown}"
         for p in self._by_name(name):
-            self.log(f"App [{p.label}] {reason} - restarting")
-            self.request_restart(p.pm_id, reason)
+            self.request_restart(p, reason, Trigger.WATCH)
 
     def watch_state(self, name: str) -> str | None:
         if name not in self._watching or self._watcher is None:
@@ -575,10 +608,8 @@ class Daemon:
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
     async def _delete(self, p: ManagedProcess) -> None:
-        await p.stop("deleted")
-        if p.run is None:
+        if await p.delete():
             self.procs.pop(p.pm_id, None)
-            p.close_logs()
 
     async def cmd_delete(self, args: dict) -> dict:
         procs = self.resolve(args.get("targets") or [])
@@ -688,6 +719,3 @@ class Daemon:
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
 
-
-def _mb(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f}M"

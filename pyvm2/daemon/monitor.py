@@ -1,12 +1,15 @@
-"""Samples each app's whole process tree (cpu %, rss) and reports limits crossed."""
+"""Samples each app's whole process tree (cpu %, rss) and asks for a restart when a tree is over
+its memory limit."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 _PROC = "/proc"
 #: Children lists are read every this many samples; a process that appears in an app's tree is
@@ -21,6 +24,59 @@ class Sample:
     cpu: float      # percent of one core, over the last interval
     rss: int        # bytes, the whole tree
     pids: int
+
+
+class Sampled(Protocol):
+    """What the monitor reads and writes of an app instance."""
+
+    pm_id: int
+    cpu: float
+    memory: int
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def memory_limit(self) -> int | None: ...
+
+
+def over_limit(rss: int, limit: int | None) -> str | None:
+    """The restart reason when a tree's memory is over its limit, else None."""
+    if limit and rss > limit:
+        return f"memory {_mb(rss)} > {_mb(limit)}"
+    return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f}M"
+
+
+class Monitor:
+    """Each `tick` samples every running instance's tree (in a worker thread), stores its cpu
+    and memory, and calls `request_restart(pm_id, reason)` (the daemon's one path for automatic
+    restarts, which drops it while the instance is busy and applies the back-off) for each tree
+    over its memory limit. The rest runs on the loop."""
+
+    def __init__(self, request_restart: Callable[[int, str], None]) -> None:
+        self._sampler = Sampler()
+        self._request_restart = request_restart
+
+    async def tick(self, apps: Iterable[Sampled]) -> None:
+        apps = list(apps)
+        roots = {a.pm_id: pid for a in apps if (pid := a.pid)}
+        samples = await asyncio.to_thread(self._sampler.sample, roots)
+        self.apply(apps, roots, samples)
+
+    def apply(self, apps: Iterable[Sampled], roots: Mapping[int, int],
+              samples: Mapping[int, Sample]) -> None:
+        for a in apps:
+            s = samples.get(a.pm_id)
+            if s is None or a.pid != roots.get(a.pm_id):
+                continue  # gone or restarted while sampling: the figures are not its own
+            a.cpu, a.memory = s.cpu, s.rss
+            reason = over_limit(s.rss, a.memory_limit)
+            if reason is not None:
+                self._request_restart(a.pm_id, reason)
 
 
 class Sampler:

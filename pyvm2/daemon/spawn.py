@@ -239,16 +239,3 @@ def pipe_reader(fd: int, loop: asyncio.AbstractEventLoop, on_data: Callable[[byt
         on_eof()
 
     loop.add_reader(fd, ready)
-
-
-def close_reader(fd: int | None, loop: asyncio.AbstractEventLoop) -> None:
-    if fd is None:
-        return
-    try:
-        loop.remove_reader(fd)
-        os.close(fd)
-    except (OSError, ValueError):
-        pass
-
-
-

@@ -125,3 +125,9 @@ def test_importing_pyvm2_list_path_loads_no_heavy_module():
             "print(' '.join(sorted(m for m in ('asyncio','psutil','watchdog','json5','yaml','croniter','rich','dotenv') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"loaded on the list path: {out}"
+
+
+def test_the_back_off_policy_is_pure():
+    """Every back-off is decided from times passed in: no clock, no OS, no event loop."""
+    found = roots(imports(modules()["pyvm2.daemon.policy"]))
+    assert not found & {"asyncio", "time", "os", "psutil", "subprocess", "signal"}, found
