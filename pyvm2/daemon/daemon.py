@@ -41,8 +41,8 @@ WATCH_MUTE_S = 0.25
 _STRAY_SIGNALS = tuple(getattr(signal, n) for n in (
     "SIGUSR1", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
     if hasattr(signal, n))
-#: How often the monitor samples cpu and memory of every app's tree.
-SAMPLE_INTERVAL_S = 1.0
+#: How often idle log files are closed and the socket is checked.
+HOUSEKEEPING_S = 5.0
 #: `start` and `restart` answer once every instance is settled, or after this long.
 SETTLE_DEADLINE_S = 20.0
 #: An instance online this long (or min_uptime, if shorter) counts as started.
@@ -132,7 +132,7 @@ class Daemon:
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
-        self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
+        self.hooks = Hooks(log=self.log, changed=self._changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
                            rotation=self.rotation_for, background=self._background,
                            scanner=tree.Scanner())
@@ -267,9 +267,12 @@ class Daemon:
         await server.start()
         self.socket_ino = os.stat(self.home.socket).st_ino
         self.log(f"pyvm2 daemon {__version__} started (pid {os.getpid()}, home {self.home.root})")
-        sampler = loop.create_task(self._sample_forever())
+        sampler = loop.create_task(self._monitor.run(
+            self.procs.values, lambda e: self.log(f"sampling failed: {e!r}")))
+        housekeeping = loop.create_task(self._housekeeping())
         await self._stopping.wait()
         sampler.cancel()
+        housekeeping.cancel()
         await server.close()
         for _, job in self._crons.values():
             job.stop()
@@ -326,20 +329,16 @@ class Daemon:
             self.log("PYVM2_HOME was removed: stopping every app")
         self.shutdown()
 
-    async def _sample_forever(self) -> None:
-        tick = 0
-        while True:
-            await asyncio.sleep(SAMPLE_INTERVAL_S)
-            tick += 1
-            if tick % 5 == 0:
-                close_idle()
-                self._leave_if_orphaned()
-                if self._stopping.is_set():
-                    return
-            try:
-                await self._monitor.tick(self.procs.values())
-            except Exception as e:  # sampling must never take the daemon down
-                self.log(f"sampling failed: {e!r}")
+    def _changed(self) -> None:
+        """An instance changed: the journal writes it soon, the monitor looks at it soon."""
+        self.journal.changed()
+        self._monitor.poke()
+
+    async def _housekeeping(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(HOUSEKEEPING_S)
+            close_idle()
+            self._leave_if_orphaned()
 
     def request_restart(self, target: int | ManagedProcess, reason: str, trigger: Trigger) -> None:
         """The one entry point of automatic restarts: cron, watch and the memory limit. The
