@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import gc
 import json
 import os
 import signal
@@ -123,6 +124,7 @@ class Daemon:
         self._handover = False
         self._keep_state = False      # another daemon may own the state file now
         self.socket_ino = 0
+        self._socket_path = str(home.socket)
         self._watcher: Watcher | None = None
         self._watching: dict[str, tuple] = {}      # app name -> what its watch was set up with
         self._watch_keys: dict[str, int] = {}
@@ -265,8 +267,12 @@ class Daemon:
         await self.restore()
         server = Server(self)
         await server.start()
-        self.socket_ino = os.stat(self.home.socket).st_ino
+        self._socket_path = str(self.home.socket)
+        self.socket_ino = os.stat(self._socket_path).st_ino
         self.log(f"pyvm2 daemon {__version__} started (pid {os.getpid()}, home {self.home.root})")
+        # what start-up built lives as long as the daemon: keep it out of every garbage
+        # collection, which the monitor's small allocations would otherwise trigger over it
+        gc.freeze()
         sampler = loop.create_task(self._monitor.run(
             self.procs.values, lambda e: self.log(f"sampling failed: {e!r}")))
         housekeeping = loop.create_task(self._housekeeping())
@@ -311,7 +317,7 @@ class Daemon:
 
     def _socket_lost(self) -> bool:
         try:
-            return os.stat(self.home.socket).st_ino != self.socket_ino
+            return os.stat(self._socket_path).st_ino != self.socket_ino
         except FileNotFoundError:
             return True
 

@@ -12,7 +12,8 @@ read costs one small file per process of the tree (statm, and stat every CPU_S f
 time) plus its children list.
 
 Memory is the tree's RSS, which counts a page shared by several processes (pre-forked workers)
-once per process. When the RSS sum is over the limit, the proportional set size (PSS, from
+once per process. When the RSS sum of a tree of several processes is over the limit, its
+proportional set size (PSS, from
 /proc/<pid>/smaps_rollup, which counts a shared page once in all) decides, and is what the app
 shows until its RSS sum is under the limit again: RSS >= PSS, so nothing over the limit is missed.
 """
@@ -20,6 +21,7 @@ shows until its RSS sum is under the limit again: RSS >= PSS, so nothing over th
 from __future__ import annotations
 
 import asyncio
+import errno
 import heapq
 import itertools
 import math
@@ -28,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 _PROC = "/proc"
 _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -48,20 +50,23 @@ SLOW_S = 10.0
 SLOW_READS = 100.0
 #: Every read lists the tree's children (from the main thread of each member; from every thread
 #: each THREADS_WALK_S) and reads each member's memory (statm); their cpu time (stat, dearer)
-#: only each CPU_S.
+#: only each CPU_S, except for apps with a limit, whose kept files (FD_CACHE) are cheap to read.
 CPU_S = 10.0
 THREADS_WALK_S = 30.0
-#: Everything is looked at again this often, and POKE_S after `poke`: new apps, new pids.
-SWEEP_S = 5.0
+#: Everything is looked at again this often, and POKE_S after `poke` (every change of an
+#: instance's status pokes): new apps, new pids.
+SWEEP_S = 30.0
 POKE_S = 0.1
 #: A new run is read again this soon, so that its cpu figure means something early.
 SECOND_READ_S = 2.0
+#: Files of the processes of apps with a limit (stat, children) are kept open, up to this many
+#: in all, and read again in one call each: a fifth of the cost of opening them every time.
+FD_CACHE = 256
 #: Reads of more processes than this go to a worker thread instead of the loop.
 INLINE_PIDS = 200
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     cpu: float      # percent of one core, since the previous read
     memory: int     # bytes, the whole tree: RSS, or PSS when the RSS sum is over the limit
     pids: int
@@ -119,9 +124,10 @@ class _Track:
     members: set[int] = field(default_factory=set)
     threads_walked: float = -math.inf   # ... from every thread, not only the main one
     cpu_s: float | None = None
-    memory: int | None = None
+    rss: int | None = None              # the tree's RSS sum at the last read
+    growth: float = 0.0                 # of the RSS sum, bytes/s between the last two reads
     at: float = 0.0                     # monotonic time of the last read
-    last_span: float = 0.0              # seconds between the last two reads
+    first: bool = True
     cpu_pct: float = 0.0                # between the last two reads of its cpu time
     rss_at: float = 0.0                 # monotonic time of the last memory read
     due: float = 0.0
@@ -199,12 +205,12 @@ class Monitor:
                     self._schedule(t, now)
                 continue
             if t is not None:
-                t.gone = True
+                _forget(t)
             t = _Track(a, pid, limit)
             self._tracks[a.pm_id] = t
             self._schedule(t, now)
         for pm_id in [i for i in self._tracks if i not in seen]:
-            self._tracks.pop(pm_id).gone = True
+            _forget(self._tracks.pop(pm_id))
         self._slow_s = max(SLOW_S, slow_n / SLOW_READS)
 
     _slow_s = SLOW_S
@@ -247,6 +253,7 @@ class Monitor:
             if t.gone or self._tracks.get(a.pm_id) is not t:
                 continue
             if s is None or a.pid != t.pid:
+                _forget(t)
                 self._tracks.pop(a.pm_id, None)   # exited or restarted: the next sweep sees it
                 self._next_sweep = min(self._next_sweep, now + MIN_S)
                 continue
@@ -254,11 +261,11 @@ class Monitor:
             reason = over_limit(s.memory, t.limit, s.measure)
             if reason is not None:
                 self._request_restart(a.pm_id, reason)
-            interval = next_interval(s.memory, t.limit, _growth(t, s), self._slow_s)
-            if t.memory is None:
+            interval = next_interval(s.memory, t.limit, t.growth, self._slow_s)
+            if t.first:
+                t.first = False
                 interval = min(interval, SECOND_READ_S)
             self._schedule(t, now + interval)
-            t.memory = s.memory
 
     def sample_now(self, apps: Iterable[Sampled]) -> None:
         """Read every app at once (blocking; for tests and tools)."""
@@ -268,9 +275,10 @@ class Monitor:
         self.apply(batch, _read_all(batch, now), time.monotonic())
 
 
-def _growth(t: _Track, s: Sample) -> float:
-    """Bytes per second since the previous read (0 without one, or when not growing)."""
-    return 0.0 if t.memory is None else max(0.0, (s.memory - t.memory) / max(1e-3, t.last_span))
+def _forget(t: _Track) -> None:
+    t.gone = True
+    for pid in t.members:
+        _FILES.drop(pid)
 
 
 # ---- reading /proc (blocking: runs on the loop for a few processes, else in a thread) ----------
@@ -285,12 +293,25 @@ def _read(t: _Track, now: float) -> Sample | None:
     every CPU_S their cpu time."""
     if not _LINUX:
         return _read_psutil(t, now)
-    with_cpu = t.cpu_s is None or now - t.at >= CPU_S
+    cached = bool(t.limit)
+    # kept files are read whole in one call: stat costs little more than statm then
+    with_cpu = cached or t.cpu_s is None or now - t.at >= CPU_S
     all_threads = now - t.threads_walked >= THREADS_WALK_S
     if all_threads:
         t.threads_walked = now
     if not _HAS_CHILDREN:
         return _read_table(t, now)
+    if cached and not all_threads and len(t.members) == 1:
+        # the common tree of one process: its stat and its (empty) children list
+        st = _stat(t.pid, True)
+        if st is None:
+            return None
+        try:
+            kids = _children(t.pid, t.pid, True)
+        except OSError:
+            kids = b""
+        if not kids.strip():
+            return _finish(t, now, st[1], st[2])
     members: set[int] = set()
     cpu_s, rss = 0.0, 0
     stack = [t.pid]
@@ -299,7 +320,7 @@ def _read(t: _Track, now: float) -> Sample | None:
         if pid in members:
             continue
         if with_cpu:
-            st = _stat(pid)
+            st = _stat(pid, cached)
             if st is None:
                 if pid == t.pid:
                     return None
@@ -307,7 +328,7 @@ def _read(t: _Track, now: float) -> Sample | None:
             cpu_s += st[1]
             rss += st[2]
         else:
-            r = _statm_rss(pid)
+            r = _statm_rss(pid, cached)
             if r is None:
                 if pid == t.pid:
                     return None
@@ -320,7 +341,9 @@ def _read(t: _Track, now: float) -> Sample | None:
             continue
         for tid in tids:
             try:
-                stack.extend(int(c) for c in _read_file(f"{_PROC}/{pid}/task/{tid}/children").split())
+                kids = _children(pid, tid, cached)
+                if kids:
+                    stack.extend(map(int, kids.split()))
             except (OSError, ValueError):
                 continue
     t.members = members
@@ -354,10 +377,13 @@ def _finish(t: _Track, now: float, cpu_s: float | None, rss: int) -> Sample:
         if t.cpu_s is not None and now > t.at:
             t.cpu_pct = round(max(0.0, (cpu_s - t.cpu_s) / (now - t.at) * 100), 1)
         t.cpu_s, t.at = cpu_s, now
-    t.last_span = now - t.rss_at if t.rss_at else 0.0
-    t.rss_at = now
+    if t.rss is not None and now > t.rss_at:
+        t.growth = max(0.0, (rss - t.rss) / (now - t.rss_at))
+    t.rss, t.rss_at = rss, now
     memory, measure = rss, "rss"
-    if t.limit and rss > t.limit and _LINUX:
+    # the RSS of one process counts each of its pages once already; in a tree, a page shared
+    # by several members is counted once by their PSS
+    if t.limit and rss > t.limit and len(t.members) > 1 and _LINUX:
         memory, measure = sum(_pss(pid) for pid in t.members), "pss"
     return Sample(t.cpu_pct, memory, len(t.members), measure)
 
@@ -371,10 +397,10 @@ def _read_file(path: str) -> bytes:
         os.close(fd)
 
 
-def _stat(pid: int) -> tuple[int, float, int] | None:
+def _stat(pid: int, cached: bool = False) -> tuple[int, float, int] | None:
     """(ppid, cpu seconds, rss bytes) of one live process, None if gone or a zombie."""
     try:
-        stat = _read_file(f"{_PROC}/{pid}/stat")
+        stat = _FILES.read(pid, "stat") if cached else _read_file(f"{_PROC}/{pid}/stat")
         rest = stat[stat.rindex(b")") + 2:].split()
         # rest[0] is field 3 (state); utime/stime are fields 14/15, rss field 24
         if rest[0] == b"Z":
@@ -384,12 +410,67 @@ def _stat(pid: int) -> tuple[int, float, int] | None:
         return None
 
 
-def _statm_rss(pid: int) -> int | None:
+class _OpenFiles:
+    """/proc files kept open (at most FD_CACHE), the longest kept closed first. A file opened
+    for a process stays bound to it: once it has exited, reading fails (ESRCH) even if its pid
+    now names another process, and the file is opened again by name."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._fds: dict[tuple[int, str], int] = {}
+
+    def read(self, pid: int, name: str) -> bytes:
+        key = (pid, name)
+        fd = self._fds.get(key)
+        if fd is not None:
+            try:
+                return os.pread(fd, 4096, 0)
+            except OSError as e:
+                self._close(key)
+                if e.errno != errno.ESRCH:
+                    raise
+        fd = os.open(f"{_PROC}/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(fd, 4096, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fds[key] = fd
+        while len(self._fds) > self.cap:
+            self._close(next(iter(self._fds)))
+        return data
+
+    def _close(self, key: tuple[int, str]) -> None:
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def drop(self, pid: int) -> None:
+        self._close((pid, "stat"))
+        self._close((pid, f"task/{pid}/children"))
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+
+_FILES = _OpenFiles(FD_CACHE)
+
+
+def _statm_rss(pid: int, cached: bool = False) -> int | None:
     """RSS of one process in bytes, None if gone. A zombie reads 0."""
     try:
-        return int(_read_file(f"{_PROC}/{pid}/statm").split()[1]) * _PAGE
+        data = _FILES.read(pid, "statm") if cached else _read_file(f"{_PROC}/{pid}/statm")
+        return int(data.split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _children(pid: int, tid: int, cached: bool) -> bytes:
+    name = f"task/{tid}/children"
+    return _FILES.read(pid, name) if cached and tid == pid else _read_file(f"{_PROC}/{pid}/{name}")
 
 
 def _pss(pid: int) -> int:

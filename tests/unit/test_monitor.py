@@ -48,3 +48,29 @@ def test_pss_of_a_live_process_is_at_most_its_rss():
     assert st is not None
     pss = monitor._pss(os.getpid())
     assert 0 < pss <= st[2] + 4096 * 64
+
+
+def test_a_kept_file_of_an_exited_process_is_never_read_for_its_pids_next_owner():
+    import subprocess
+
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        assert monitor._stat(p.pid, cached=True)
+        assert (p.pid, "stat") in monitor._FILES._fds
+    finally:
+        p.kill()
+        p.wait()
+    assert monitor._stat(p.pid, cached=True) is None
+    assert (p.pid, "stat") not in monitor._FILES._fds
+
+
+def test_kept_files_are_bounded():
+    files = monitor._OpenFiles(cap=2)
+    import os
+
+    for name in ("stat", "statm", "status"):
+        files.read(os.getpid(), name)
+    assert len(files) == 2 and (os.getpid(), "stat") not in files._fds   # the oldest went
+    files.read(os.getpid(), "stat")
+    files.drop(os.getpid())
+    assert list(files._fds) == [(os.getpid(), "status")]
