@@ -336,7 +336,7 @@ def _read(t: _Track, now: float) -> Sample | None:
             rss += r
         members.add(pid)
         try:
-            tids = os.listdir(f"{_PROC}/{pid}/task") if all_threads else (pid,)
+            tids = [int(x) for x in os.listdir(f"{_PROC}/{pid}/task")] if all_threads else [pid]
         except OSError:
             continue
         for tid in tids:
