@@ -47,15 +47,17 @@ SIZES: dict[str, dict] = {
         list_apps=3, list_reps=3, cold_apps=5, cold_reps=1, idle_s=2.0,
         restart_reps=2, min_uptime_ms=500, live_s=0.8, crash_s=3.0,
         log_bytes=5 * MB, log_reps=1, watch_bursts=1, watch_ready_s=1.0, watch_count_s=1.5,
-        mem_reps=1, mem_timeout_s=5.0, mem_wait_s=2.0, cost_workers=10, cost_idle_s=2.0,
+        mem_reps=1, mem_timeout_s=5.0, mem_wait_s=1.0, cost_workers=4, cost_idle_s=1.0,
+        mem_limits={10: "40M", 500: "100M"},
         scale_apps=50, scale_list_reps=3, scale_idle_s=2.0, scale_all_managers=False,
-        big_apps=80, big_timeout_s=120.0,
+        big_apps=40, big_timeout_s=120.0,
     ),
     "full": dict(
         list_apps=10, list_reps=20, cold_apps=100, cold_reps=3, idle_s=30.0,
         restart_reps=8, min_uptime_ms=2000, live_s=2.5, crash_s=10.0,
         log_bytes=200 * MB, log_reps=3, watch_bursts=5, watch_ready_s=2.0, watch_count_s=3.0,
         mem_reps=3, mem_timeout_s=45.0, mem_wait_s=8.0, cost_workers=50, cost_idle_s=30.0,
+        mem_limits={10: "100M", 500: "300M"},
         scale_apps=1000, scale_list_reps=10, scale_idle_s=10.0, scale_all_managers=True,
         big_apps=5000, big_timeout_s=300.0,
     ),
@@ -63,8 +65,8 @@ SIZES: dict[str, dict] = {
 MEMORY_LIMIT = "100M"
 MEMORY_LIMIT_BYTES = 100 * MIB
 GUARD_LIMIT = "1G"          # the memory guard of the idle test: on, never reached
-#: growth rate (MB/s) -> (limit, pacing interval s) of the memory reaction rows
-GROWTH = {10: ("100M", 0.1), 500: ("300M", 0.01)}
+#: growth rate (MB/s) -> pacing interval (s) of the memory reaction rows (limits: per size)
+GROWTH = {10: 0.1, 500: 0.01}
 COST_MB = 20                # the pre-forked tree of the memory-measure row shares this much
 DATE_FORMAT = "YYYY-MM-DD HH:mm:ss"
 
@@ -1271,8 +1273,9 @@ class Bench:
     def phase_memory_rates(self) -> None:
         """An app idle long enough for a manager to read it rarely, then growing fast or slowly."""
         reps, timeout, wait = self.size["mem_reps"], self.size["mem_timeout_s"], self.size["mem_wait_s"]
-        for rate, (limit, interval) in GROWTH.items():
+        for rate, interval in GROWTH.items():
             row = f"mem{rate}"
+            limit = self.size["mem_limits"][rate]
             limit_bytes = int(limit[:-1]) * MIB
             for m in self.managers:
                 if m.unsupported("memory_limit"):
