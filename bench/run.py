@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import fcntl
 import json
 import math
 import os
 import platform
+import pty
 import shlex
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import traceback
 import uuid
@@ -51,6 +55,7 @@ SIZES: dict[str, dict] = {
         mem_limits={10: "40M", 500: "100M"},
         scale_apps=50, scale_list_reps=3, scale_idle_s=2.0, scale_all_managers=False,
         big_apps=40, big_timeout_s=120.0,
+        monit_s=2.0,
     ),
     "full": dict(
         list_apps=10, list_reps=20, cold_apps=100, cold_reps=3, idle_s=30.0,
@@ -60,6 +65,7 @@ SIZES: dict[str, dict] = {
         mem_limits={10: "100M", 500: "300M"},
         scale_apps=1000, scale_list_reps=10, scale_idle_s=10.0, scale_all_managers=True,
         big_apps=5000, big_timeout_s=300.0,
+        monit_s=10.0,
     ),
 }
 MEMORY_LIMIT = "100M"
@@ -184,6 +190,15 @@ def count_markers(d: Path) -> int:
         return sum(1 for n in os.listdir(d) if not n.endswith(".tmp"))
     except OSError:
         return 0
+
+
+def _drain_pty(fd: int) -> None:
+    """Read and drop a terminal's output, so the program drawing on it never blocks."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
 
 
 def last_marker(d: Path, n: int) -> float | None:
@@ -703,6 +718,7 @@ ROWS: list[Row] = [
     Row("big_fds_app", "{big_apps} apps: daemon fds per app", "count", 2),
     Row("big_idle", "{big_apps} apps: daemon CPU idle, {scale_idle_s:.0f} s", "% core", 2),
     Row("big_stop", "{big_apps} apps: stop all", "s", 2),
+    Row("monit_idle", "monit open on 3 idle apps, {monit_s:.0f} s: its own CPU", "% core", 2),
 ]
 ROW_BY_KEY = {r.key: r for r in ROWS}
 
@@ -804,6 +820,7 @@ TARGETS: list[Target] = [
     abs_target("big_rss", 150.0, "<=150 MiB"),
     abs_target("big_fds_app", 3.0, "<=3 per app"),
     abs_target("big_stop", 10.0, "<=10 s"),
+    abs_target("monit_idle", 5.0, "<5% of a core"),
 ]
 
 
@@ -1434,6 +1451,46 @@ class Bench:
                 except BenchError as e:
                     m.broken = f"delete failed: {e}"
 
+    def phase_monit(self) -> None:
+        """pyvm2 monit in a pseudo-terminal, left alone: what its refresh loop costs."""
+        window = self.size["monit_s"]
+        for m in self.managers:
+            if m.key != "pyvm2":
+                self.na("monit_idle", m.key, "pyvm2 monit only")
+                continue
+
+            def go(m: Manager = m) -> None:
+                apps, markers = self.sleepers(m, "mon", 3)
+                m.start(apps, 120)
+                wait_for(lambda: last_marker(markers, 3), 60, "3 apps online")
+                master, slave = pty.openpty()
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+                env = {**m.env, "TERM": "xterm-256color"}
+                proc = subprocess.Popen(m.cli + ["monit"], stdin=slave, stdout=slave, stderr=slave,
+                                        env=env, cwd=neutral_cwd(), start_new_session=True)
+                os.close(slave)
+                self.reaper.track(proc.pid)
+                drain = Background(lambda: _drain_pty(master))
+                try:
+                    time.sleep(2)  # the first frames are drawn
+                    if proc.poll() is not None:
+                        raise BenchError(f"monit exited with {proc.returncode}")
+                    c0, w0 = cpu_seconds([proc.pid]), time.monotonic()
+                    time.sleep(window)
+                    c1, w1 = cpu_seconds([proc.pid]), time.monotonic()
+                    self.put("monit_idle", m.key, (c1 - c0) / (w1 - w0) * 100)
+                finally:
+                    try:
+                        os.write(master, b"q")
+                        proc.wait(timeout=10)
+                    except (OSError, subprocess.TimeoutExpired):
+                        proc.kill()
+                        proc.wait()
+                    drain.thread.join(5)  # the terminal closed with monit: the reader ends
+                    os.close(master)
+
+            self.phase("monit idle", ["monit_idle"], m, go)
+
     # ---- the whole run ----------------------------------------------------------------------
     def measure(self) -> None:
         for key, why in self.missing.items():
@@ -1597,6 +1654,7 @@ PHASES: dict[str, list[Callable[[Bench], None]]] = {
     "memcost": [Bench.phase_memory_cost],
     "scale": [Bench.phase_scale_floor, Bench.phase_scale],
     "big": [Bench.phase_big],
+    "monit": [Bench.phase_monit],
 }
 
 

@@ -40,22 +40,34 @@ def _read_js(data: bytes, path: str, display: str, base_env: Mapping[str, str] |
 
 @dataclass(frozen=True)
 class Format:
-    """One kind of ecosystem file: which file names it claims, and its reader."""
+    """One kind of ecosystem file: which files it claims, and its reader (bytes -> pm2's data),
+    or for a format whose apps are not in pm2's shapes, its own `load`."""
 
     name: str
-    read: Reader
+    read: Reader | None
     claims: Callable[[str], bool]           # pm2's rule: this file name is an ecosystem file
     reads: Callable[[str], bool] | None = None  # names read this way when passed (default: claims)
+    sniff: Callable[[str], bool] | None = None  # given the path: does its content look like this
+    load: Callable[..., Loaded] | None = None   # load()'s work, for a format with its own shapes
 
 
-# In order: the first whose `reads` matches a file name reads it; a name none matches is JSON5.
-# Readers are imported on use: most commands never read an ecosystem file.
+def _looks_like_supervisor(path: str) -> bool:
+    from pyvm2.formats import supervisor
+
+    return supervisor.looks_like_supervisor(os.path.expanduser(path))
+
+
+# In order: the first whose `reads` (and `sniff`) matches a file reads it; a name none matches is
+# JSON5. Readers are imported on use: most commands never read an ecosystem file.
 FORMATS: tuple[Format, ...] = (
+    Format("supervisor", None, lambda n: n.endswith((".conf", ".ini")),
+           sniff=_looks_like_supervisor, load=lambda *a, **kw: _load_supervisor(*a, **kw)),
     Format("json5", _read_json5, lambda n: ".json" in n),
     Format("yaml", _read_yaml, lambda n: ".yml" in n or ".yaml" in n),
     Format("js", _read_js, lambda n: n.endswith((".config.js", ".config.cjs", ".config.mjs")),
            reads=lambda n: n.endswith((".js", ".cjs", ".mjs"))),
 )
+_DEFAULT_FORMAT = FORMATS[1]
 
 
 @dataclass
@@ -68,14 +80,17 @@ class Loaded:
 
 
 def is_ecosystem_file(path: str) -> bool:
-    """pm2's rule: the name contains .json/.yml/.yaml, or ends with .config.js/.cjs/.mjs."""
+    """pm2's rule: the name contains .json/.yml/.yaml, or ends with .config.js/.cjs/.mjs; and a
+    .conf/.ini file with supervisor's sections."""
     name = os.path.basename(path)
-    return any(f.claims(name) for f in FORMATS)
+    return any(f.claims(name) and (f.sniff is None or f.sniff(path)) for f in FORMATS)
 
 
 def format_of(path: str) -> Format:
     name = os.path.basename(path)
-    return next((f for f in FORMATS if (f.reads or f.claims)(name)), FORMATS[0])
+    return next((f for f in FORMATS
+                 if (f.reads or f.claims)(name) and (f.sniff is None or f.sniff(path))),
+                _DEFAULT_FORMAT)
 
 
 def load(path: str, *, env_name: str | None = None, only: Sequence[str] | None = None,
@@ -88,8 +103,12 @@ def load(path: str, *, env_name: str | None = None, only: Sequence[str] | None =
     """
     display = path
     abspath = os.path.abspath(os.path.expanduser(path))
-    data, where, duplicates = format_of(abspath).read(_read_bytes(abspath, display), abspath,
-                                                      display, base_env)
+    fmt = format_of(abspath)
+    if fmt.load is not None:
+        return fmt.load(abspath, display, env_name=env_name, only=only,
+                        cwd_override=cwd_override, base_env=base_env)
+    assert fmt.read is not None
+    data, where, duplicates = fmt.read(_read_bytes(abspath, display), abspath, display, base_env)
     warnings: list[str] = []
     for dup_path, (line, col) in duplicates:
         warnings.append(f"{display}:{line}:{col}: {_label(dup_path)}: {show(str(dup_path[-1]))} "
@@ -150,7 +169,7 @@ def _missing_hint(path: str) -> str:
 
 def _dir_hint(path: str) -> str:
     try:
-        found = sorted(n for n in os.listdir(path) if is_ecosystem_file(n))
+        found = sorted(n for n in os.listdir(path) if is_ecosystem_file(os.path.join(path, n)))
     except OSError:
         found = []
     if found:
@@ -317,3 +336,67 @@ def _app_where(where: Where | None, doc_path: Path) -> Where | None:
         return where((*doc_path, *path[2:]))
 
     return app_where
+
+
+# ---- supervisor files ---------------------------------------------------------------------------
+
+def _load_supervisor(abspath: str, display: str, *, env_name: str | None,
+                     only: Sequence[str] | None, cwd_override: str | None,
+                     base_env: Mapping[str, str] | None) -> Loaded:
+    """The apps of a supervisor file (ordered by priority): its programs' pm2 options through
+    from_options, each error told with the supervisor option and file it came from."""
+    from pyvm2.formats import supervisor
+
+    env = dict(base_env) if base_env is not None else dict(os.environ)
+    result = supervisor.read(_read_bytes(abspath, display), abspath, display, env, _read_bytes)
+    warnings = list(result.warnings)
+    if env_name is not None:
+        warnings.append(f"{display}: --env {env_name} has no effect on a supervisor file")
+    programs = result.programs
+    if only:
+        wanted = {n for n in only if n}
+        known = {p.options["name"] for p in programs} | \
+            {p.options.get("namespace") for p in programs} - {None}
+        missing = sorted(wanted - known)
+        if missing:
+            raise ConfigError(f"--only {show(missing[0])} matches no program in this file",
+                              "programs in this file: " + ", ".join(sorted(
+                                  p.options["name"] for p in programs)), file=display)
+        programs = [p for p in programs
+                    if p.options["name"] in wanted or p.options.get("namespace") in wanted]
+    if cwd_override is not None:
+        cwd_override = os.path.abspath(os.path.expanduser(cwd_override))
+    errors: list[ConfigError] = []
+    apps: list[AppSpec] = []
+    for p in programs:
+        raw = dict(p.options)
+        if cwd_override is not None:
+            raw["cwd"] = cwd_override
+
+        def where(keys: Path, p: supervisor.Program = p) -> tuple[int, int] | None:
+            v = p.positions.get(str(keys[0])) if keys else None
+            return (v.line, v.col) if v is not None else None
+
+        try:
+            apps.append(from_options(raw, base_dir=os.path.dirname(abspath),
+                                     origin=p.section.file, base_env=env, warn=warnings.append,
+                                     where=where, source=abspath))
+        except ConfigErrors as e:
+            errors.extend(_relabel(p, x) for x in e.errors)
+        except ConfigError as e:
+            errors.append(_relabel(p, e))
+    if errors:
+        raise combine_errors(errors)
+    return Loaded(apps=apps, warnings=warnings, path=abspath)
+
+
+def _relabel(p: Any, e: ConfigError) -> ConfigError:
+    """An error about a pyvm2 option, told with the supervisor option and file it came from."""
+    from pyvm2.formats.supervisor import SOURCE_KEY
+
+    key = (e.path or "").split(".", 1)[0].split("[", 1)[0]
+    v = p.positions.get(key)
+    label = f"[{p.section.name}] {SOURCE_KEY.get(key, key)}" if key else f"[{p.section.name}]"
+    if v is None:
+        return ConfigError(e.detail, e.hint, file=p.section.file, line=p.section.line, path=label)
+    return ConfigError(e.detail, e.hint, file=v.file, line=v.line, col=v.col, path=label)

@@ -80,11 +80,9 @@ class Option:
         return self.field or self.name
 
 
-def _autorestart(value: Any) -> bool:
+def _autorestart(value: Any) -> bool | str:
     if isinstance(value, str) and value.strip().lower() == "unexpected":
-        raise UnitError('"unexpected" is supervisor\'s value, not a pm2 one',
-                        "write autorestart: true and list the clean exit codes in "
-                        "stop_exit_codes, for example [0]")
+        return "unexpected"
     return parse_bool(value)
 
 
@@ -184,7 +182,10 @@ OPTIONS: tuple[Option, ...] = (
            '`"100M"`, `"1G"`, `"512K"` (base 1024): restart above it',
            convert=parse_size, optional=True,
            flag=Flag(("--max-memory-restart",), "restart above this memory, e.g. 100M")),
-    Option("autorestart", "true", "restart when the app exits", convert=_autorestart,
+    Option("autorestart", "true",
+           'restart when the app exits; `"unexpected"` (supervisor\'s): only after an exit '
+           "not in `stop_exit_codes` (default `[0]`) or a death by a signal",
+           convert=_autorestart,
            flag=Flag(("--autorestart/--no-autorestart",), "restart when it exits", "bool")),
     Option("autostart", "true", "`false` registers the app stopped", convert=parse_bool,
            flag=Flag(("--autostart/--no-autostart",), "start now, or only register", "bool")),
@@ -205,6 +206,8 @@ OPTIONS: tuple[Option, ...] = (
            foreign=(Foreign(_SUPERVISOR, "exitcodes",
                             "supervisor applies exitcodes only with autorestart=unexpected; "
                             "stop_exit_codes apply to every exit"),)),
+    Option("priority", "none", "lower starts first and stops last (supervisor's `priority`)",
+           convert=lambda v: values.whole(v, "a whole number (lower starts first)")),
     Option("kill_signal", "`SIGINT`",
            "the polite stop signal (pm2's default); `SIGTERM` for most Python/PHP workers",
            convert=parse_signal, flag=Flag(("--kill-signal",), "stop signal (default SIGINT)"),
@@ -237,10 +240,9 @@ OPTIONS: tuple[Option, ...] = (
            foreign=(Foreign(_SUPERVISOR, "stderr_logfile", "AUTO: leave it out; NONE: /dev/null"),)),
     Option("log_file", "none", "one more log with both streams (`true` = `<name>.log`)",
            aliases=("log",), convert=lambda v, cwd: values.log_path(v, cwd, allow_true=True),
-           relative=True, optional=True, flag=Flag(("--log", "-l"), "combined log file"),
-           foreign=(Foreign(_SUPERVISOR, "redirect_stderr",
-                            "pyvm2 always keeps stderr in error_file too; log_file adds one "
-                            "file with both streams"),)),
+           relative=True, optional=True, flag=Flag(("--log", "-l"), "combined log file")),
+    Option("redirect_stderr", "false", "stderr goes to the out log (no error log is written)",
+           convert=parse_bool),
     Option("merge_logs", "true unless `instances` is set", "false adds `-<id>` to log names",
            aliases=("combine_logs",), convert=parse_bool,
            flag=Flag(("--merge-logs",), "one log for all instances", "switch")),
@@ -258,9 +260,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("pid_file", "`$PYVM2_HOME/pids/<name>-<id>.pid`", "where the pid is written",
            aliases=("pid",), convert=values.log_path, relative=True, optional=True,
            flag=Flag(("--pid", "-p"), "pid file")),
-    Option("uid", "you", "only your own user for now", aliases=("user",),
-           foreign=(Foreign(_SUPERVISOR, "user"),)),
-    Option("gid", "your group", "only your own group for now"),
+    Option("user", "you", "run as this user, with its groups and login's `HOME`/`USER`/`LOGNAME`/"
+           "`SHELL` (needs a root daemon)", aliases=("uid",),
+           convert=values.account,
+           flag=Flag(("--uid", "--user"), "run as this user (the daemon must be root)")),
+    Option("group", "the user's", "primary group instead of the user's own (needs a root daemon)",
+           aliases=("gid",), convert=lambda v: values.account(v, group=True),
+           flag=Flag(("--gid", "--group"), "run with this primary group")),
+    Option("umask", "the daemon's", 'the app\'s umask, in octal (`"022"`)', convert=values.umask),
     Option("wait_ready", "false", "not supported: the app is online as soon as it starts"),
     Option("shutdown_with_message", "false", "not supported: apps are stopped with `kill_signal`"),
 )

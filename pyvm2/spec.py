@@ -9,12 +9,12 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pyvm2 import values
-from pyvm2.errors import ConfigError
+from pyvm2.errors import ConfigError, ConfigErrors, combine_errors
 from pyvm2.formats.text import Where
 from pyvm2.launch import resolve_launch
 from pyvm2.options import (
@@ -74,7 +74,8 @@ class AppSpec:
     pid_file: str | None = None
     min_uptime: int = 1000
     max_restarts: int = 16
-    autorestart: bool = True
+    autorestart: bool | str = True   # True, False, or "unexpected" (supervisor's: stop_exit_codes
+                                     # end it, any other exit or a death by a signal restarts it)
     autostart: bool = True
     restart_delay: int = 0
     exp_backoff_restart_delay: int = 0  # 0 = off
@@ -83,6 +84,11 @@ class AppSpec:
     treekill: bool = True
     stop_exit_codes: tuple[int, ...] = ()
     cron_restart: str | None = None
+    user: str | None = None          # run as this user, with its groups; None = the daemon's user
+    group: str | None = None         # primary group instead of the user's own
+    redirect_stderr: bool = False    # stderr goes to the out log (supervisor's redirect_stderr)
+    priority: int | None = None      # lower starts first and stops last (supervisor's priority)
+    umask: int | None = None         # the app's umask; None = the daemon's
     source: str | None = None        # the ecosystem file it came from, if any
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,28 +124,6 @@ class AppSpec:
 # ---- building an AppSpec from pm2 options ------------------------------------------------------
 
 Warn = Callable[[str], None]
-
-class ConfigErrors(ConfigError):
-    """Several problems at once: shown as the first, with the count in the hint; all in `errors`."""
-
-    def __init__(self, errors: Sequence[ConfigError]) -> None:
-        first = errors[0]
-        more = len(errors) - 1
-        extra = f"(and {more} more error{'s' if more > 1 else ''})"
-        hint = f"{first.hint} {extra}" if first.hint else extra
-        super().__init__(first.detail, hint, file=first.file, line=first.line, col=first.col,
-                         path=first.path)
-        self.errors: tuple[ConfigError, ...] = tuple(errors)
-
-
-def combine_errors(errors: Sequence[ConfigError]) -> ConfigError:
-    """One error to raise for a non-empty list of them, the first in file order first."""
-    flat: list[ConfigError] = []
-    for e in errors:
-        flat.extend(e.errors if isinstance(e, ConfigErrors) else (e,))
-    flat.sort(key=lambda e: (e.line is None, e.line or 0, e.col or 0))
-    return flat[0] if len(flat) == 1 else ConfigErrors(flat)
-
 
 def _warn_stderr(message: str) -> None:
     print(f"pyvm2: warning: {message}", file=sys.stderr)
@@ -344,12 +328,8 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
     if "instances" in opts:
         with b.check(*keys("instances")):
             kw["instances"], instances_written = values.instances(val("instances"))
-    for canonical in ("uid", "gid"):
-        if canonical in opts:
-            with b.check(*keys(canonical)):
-                if not values.current_user_matches(val(canonical), canonical == "gid"):
-                    raise UnitError("running as another user is not supported yet",
-                                    f"remove {opts.key(canonical)}, or run pyvm2 as that user")
+    if kw.get("autorestart") == "unexpected" and "stop_exit_codes" not in kw:
+        kw["stop_exit_codes"] = (0,)  # supervisor's exitcodes default
     for canonical, what in (("wait_ready", "the app is online as soon as it starts"),
                             ("shutdown_with_message", "apps are stopped with kill_signal")):
         if canonical in opts:

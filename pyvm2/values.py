@@ -18,8 +18,6 @@ from pyvm2.units import UnitError, clip, parse_size, show
 # Not an absolute path, so it can never collide with a real (always absolute) log path.
 LOG_FILE_DEFAULT = "<default>"
 TIME_FORMAT = "YYYY-MM-DDTHH:mm:ss"
-CRON_NICKNAMES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
-                            "@hourly"})
 MAX_INSTANCES = 1024
 
 
@@ -143,44 +141,61 @@ def log_path(value: Any, cwd: str, *, allow_true: bool = False) -> str | None:
 
 
 def cron(value: Any) -> str | None:
+    """A cron pattern, checked by the validator the daemon uses too; 0 disables it."""
     if value in (0, "0") and not isinstance(value, bool):
         return None
-    text = " ".join(string(value, 'a cron pattern like "0 3 * * *"').split())
-    if text.lower() in CRON_NICKNAMES:
-        return text.lower()
-    fields = len(text.split())
-    hint = ('5 fields (minute hour day month weekday) or 6 with seconds first, '
-            'for example "0 3 * * *" (03:00 every day); 0 disables it')
-    if fields not in (5, 6):
-        raise UnitError(f"expected a cron pattern of 5 or 6 fields, got {show(value)}", hint)
-    try:
-        from croniter import croniter
-    except ImportError:
-        return text
-    try:
-        valid = croniter.is_valid(text, second_at_beginning=True)
-    except Exception:
-        valid = False
-    if not valid:
-        raise UnitError(f"invalid cron pattern {show(value)}", hint)
-    return text
+    text = string(value, 'a cron pattern like "0 3 * * *"')
+    from pyvm2.cronexpr import normalize, validate
+
+    problem = validate(text)
+    if problem is not None:
+        raise UnitError(problem, '5 fields (minute hour day month weekday) or 6 with seconds '
+                                 'first, for example "0 3 * * *" (03:00 every day); 0 disables it')
+    return normalize(text)
 
 
-def current_user_matches(value: Any, group: bool) -> bool:
+def account(value: Any, *, group: bool = False) -> str | None:
+    """The user (or group) to run an app as, by name or id; None when it is the daemon's own (the
+    CLI runs as the daemon's user: the socket admits no other). Running as another account needs
+    a root daemon, which the daemon checks at its door (an app is refused before anything starts);
+    here only the account's existence is checked, so `convert` works for anyone."""
     import grp
     import pwd
 
-    me = os.getgid() if group else os.getuid()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value == me
-    if isinstance(value, str):
-        if value.strip().isdigit():
-            return int(value) == me
-        try:
-            return value == (grp.getgrgid(me).gr_name if group else pwd.getpwuid(me).pw_name)
-        except KeyError:
-            return False
-    return False
+    what = "group" if group else "user"
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UnitError(f"expected a {what} name or id, got {show(value)}",
+                        'write it as "www-data" or 33')
+    text = str(value).strip()
+    entry: Any
+    try:
+        if text.isdigit():
+            entry = grp.getgrgid(int(text)) if group else pwd.getpwuid(int(text))
+        else:
+            entry = grp.getgrnam(text) if group else pwd.getpwnam(text)
+    except (KeyError, OverflowError):
+        raise UnitError(f"no such {what} {show(text)} on this machine",
+                        f"create it ({'groupadd' if group else 'useradd'}), or change the "
+                        f"app's {what}") from None
+    name, ident = (entry.gr_name, entry.gr_gid) if group else (entry.pw_name, entry.pw_uid)
+    mine = os.getegid() if group else os.geteuid()
+    if ident == mine and not (group and os.geteuid() == 0):
+        return None
+    return str(name)
+
+
+def umask(value: Any) -> int:
+    """An umask from octal text ("002", "0o22") or a number."""
+    if isinstance(value, str) and re.fullmatch(r"\s*(0o)?[0-7]{1,4}\s*", value):
+        n = int(value.strip().removeprefix("0o"), 8)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        raise UnitError(f"expected an octal umask such as \"022\", got {show(value)}",
+                        'write it as a string of octal digits: "002", "022", "077"')
+    if not 0 <= n <= 0o777:
+        raise UnitError(f"umask {show(value)} is out of range", 'for example "022"')
+    return n
 
 
 def instances(value: Any) -> tuple[int, int]:

@@ -8,15 +8,19 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
 from pyvm2 import cli
 from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
-from pyvm2.errors import ConfigError, NotFound, Pyvm2Error, UsageError
+from pyvm2.errors import ConfigError, DaemonNotRunning, NotFound, Pyvm2Error, UsageError
 from pyvm2.options import cli_flags
+from pyvm2.procfs import STATE, stat_fields
+
+if TYPE_CHECKING:
+    from pyvm2.spec import AppSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -57,7 +61,10 @@ def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
 
 def _report(actions: list[dict]) -> None:
     for a in actions:
-        cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
+        if a.get("pm_id") is None:
+            cli.warn(f"[{a['name']}] {a['action']}")
+        else:
+            cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
 
 
 def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
@@ -193,13 +200,14 @@ def _looks_like_script(t: str) -> bool:
         or " " in t or shutil.which(t) is not None
 
 
-def _apply_flags(spec, flags: dict[str, Any]):
+def _apply_flags(spec: AppSpec, flags: dict[str, Any]) -> AppSpec:
     """CLI flags given with an ecosystem file override each app's value (pm2's rule)."""
     import dataclasses
 
     from pyvm2 import spec as specmod
+    from pyvm2.convert import to_options
 
-    raw = {k: v for k, v in spec.to_dict().items() if k not in ("source",)}
+    raw = to_options(spec)
     if flags.get("watch") and spec.watch:
         flags = {k: v for k, v in flags.items() if k != "watch"}
     raw.update(flags)
@@ -259,6 +267,26 @@ def delete(targets: Targets = None) -> None:
 
 
 app.command("del", hidden=True)(delete)
+
+
+@app.command(help="Print an ecosystem file (any format pyvm2 reads, supervisor's too) as pyvm2's JSON or YAML.")
+def convert(
+    file: Annotated[str, typer.Argument(help="ecosystem file, supervisord.conf, conf.d/x.conf")],
+    to: Annotated[str, typer.Option("--to", help="json or yaml")] = "json",
+    env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
+) -> None:
+    import sys
+
+    from pyvm2 import convert as conv
+    from pyvm2 import ecosystem
+
+    fmt = to.strip().lower()
+    if fmt not in ("json", "yaml", "yml"):
+        raise UsageError(f"--to {to}: expected json or yaml", "pyvm2 convert supervisord.conf --to yaml")
+    loaded = ecosystem.load(file, env_name=env, base_env=_base_env())
+    for w in loaded.warnings:
+        cli.warn(w)
+    sys.stdout.write(conv.render(loaded.apps, "yaml" if fmt != "json" else "json"))
 
 
 @app.command(help="Reset the restart counters of apps.")
@@ -333,7 +361,7 @@ def kill() -> None:
     client = Client()
     try:
         client.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("pyvm2 daemon is not running")
         return
     pid = daemon_pid(client.home)
@@ -388,7 +416,7 @@ def update() -> None:
     old = Client()
     try:
         old.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("no daemon was running; starting pyvm2 " + __version__)
         _client()
         return
@@ -451,11 +479,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[STATE] != b"Z"
 
 
 @app.command(help="A live dashboard: apps, cpu, memory, logs; keys ↑/↓ r s q.")
@@ -463,3 +488,122 @@ def monit() -> None:
     from pyvm2.cli.monit import run
 
     run(_client())
+
+
+# ---- supervisorctl's habits: tail (bytes), signal, pid ------------------------------------------
+
+def _procs(targets: list[str]) -> list[dict]:
+    """The processes of targets; supervisorctl's `group:*` is the namespace and `group:name` the
+    name, unless an app is really called so (pm2's name_prefix makes names with a colon)."""
+    client = _client()
+    found: dict[int, dict] = {}
+    for t in targets:
+        try:
+            procs = client.call("targets", {"targets": [t]})
+        except NotFound:
+            group, colon, name = t.partition(":")
+            if not colon:
+                raise
+            procs = client.call("targets", {"targets": [group if name in ("*", "") else name]})
+        found.update((p["pm_id"], p) for p in procs)
+    return [found[k] for k in sorted(found)]
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+             help="supervisorctl's tail: [-f] [-BYTES] NAME [stdout|stderr]; -100 = the last 100 bytes.")
+def tail(args: Annotated[list[str] | None, typer.Argument(help="[-f] [-BYTES] NAME [stdout|stderr]")] = None) -> None:
+    import sys
+
+    follow, size, rest = False, 1600, []
+    for a in args or []:
+        if a == "-f":
+            follow = True
+        elif a.startswith("-") and a[1:].isdigit():
+            size = int(a[1:])
+        elif a.startswith("-"):
+            raise UsageError(f"tail: unknown option {a}", "pyvm2 tail [-f] [-1600] NAME [stdout|stderr]")
+        else:
+            rest.append(a)
+    if not rest or len(rest) > 2 or (len(rest) == 2 and rest[1] not in ("stdout", "stderr")):
+        raise UsageError("tail takes one name and optionally stdout or stderr",
+                         "pyvm2 tail -f worker stderr   |   pyvm2 tail -100 worker")
+    procs = _procs([rest[0]])
+    if len(procs) > 1:
+        ids = ", ".join(str(p["pm_id"]) for p in procs)
+        raise UsageError(f"{rest[0]} names {len(procs)} processes (ids {ids})",
+                         f"tail one of them by id: pyvm2 tail {procs[0]['pm_id']}")
+    env = procs[0]["pm2_env"]
+    path = env["pm_err_log_path" if rest[1:] == ["stderr"] else "pm_out_log_path"]
+    out = sys.stdout.buffer
+    pos, ino = 0, None
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            f.seek(max(0, st.st_size - size))
+            out.write(f.read())
+            pos, ino = f.tell(), st.st_ino
+    except FileNotFoundError:
+        pass
+    out.flush()
+    while follow:
+        time.sleep(0.2)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_ino != ino or st.st_size < pos:
+            pos, ino = 0, st.st_ino     # rotated or flushed: start the new file from its top
+        if st.st_size > pos:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                out.write(f.read())
+                pos = f.tell()
+            out.flush()
+
+
+def _signal_number(sig: str) -> int:
+    import signal as signals
+
+    from pyvm2.units import UnitError, parse_signal
+
+    try:
+        return int(getattr(signals, parse_signal(sig)))
+    except UnitError as e:
+        raise UsageError(str(e), e.hint) from None
+
+
+@app.command("signal", help="Send a signal to apps' main processes (supervisorctl's signal, pm2's sendSignal).")
+def send_signal(
+    sig: Annotated[str, typer.Argument(help="HUP, SIGUSR1, 10, ...")],
+    targets: Annotated[list[str], typer.Argument(help="names, ids, namespaces, group:*, all")],
+) -> None:
+    num = _signal_number(sig)
+    failed = False
+    for p in _procs(targets):
+        label = f"{p['name']} ({p['pm_id']})"
+        pid = p.get("pid")
+        if not pid or p["pm2_env"].get("status") not in ("online", "launching", "stopping"):
+            cli.warn(f"{label}: ERROR (not running)")
+            failed = True
+            continue
+        try:
+            os.kill(pid, num)
+        except ProcessLookupError:
+            cli.warn(f"{label}: ERROR (it exited just now)")
+            failed = True
+            continue
+        cli.info(f"{label}: signalled")
+    if failed:
+        raise Pyvm2Error("some apps were not signalled", "see pyvm2 list")
+
+
+@app.command("sendSignal", hidden=True)
+def send_signal_pm2(sig: Annotated[str, typer.Argument()],
+                    targets: Annotated[list[str], typer.Argument()]) -> None:
+    send_signal(sig, targets)
+
+
+@app.command(help="The pids of apps (all apps without a name); 0 for one that is not running.")
+def pid(targets: Annotated[list[str] | None, typer.Argument(help="names, ids, namespaces")] = None) -> None:
+    for p in _procs(targets or ["all"]):
+        print(p.get("pid") or 0)

@@ -14,17 +14,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyvm2 import __version__
+from pyvm2 import __version__, protocol
 from pyvm2.daemon import spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
-from pyvm2.daemon.logs import LogFile, Rotation, close_idle
+from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation, close_idle
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.policy import Trigger
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
 from pyvm2.errors import NotFound, Pyvm2Error, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
-from pyvm2.protocol import PROTOCOL_VERSION
+from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
 from pyvm2.status import Desired, Status, is_settled
 
@@ -54,8 +54,8 @@ SETTLE_ONLINE_S = 1.0
 class Settings:
     """Global settings from $PYVM2_HOME/config.json; each app may override them."""
 
-    log_max_size: int = 10 * 1024 * 1024
-    log_retain: int = 5
+    log_max_size: int = DEFAULT_MAX_SIZE
+    log_retain: int = DEFAULT_RETAIN
     log_compress: bool = False
 
 
@@ -131,6 +131,7 @@ class Daemon:
         self._crons: dict[int, tuple[str, CronJob]] = {}
         self._monitor = Monitor(lambda pm_id, reason: self.request_restart(pm_id, reason,
                                                                            Trigger.MEMORY))
+        self._broken: dict[int, str] = {}   # pm_id -> why its restored definition cannot run
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
@@ -198,8 +199,9 @@ class Daemon:
                 pm_id, instance = int(e["pm_id"]), int(e.get("instance", 0))
                 paths = LogPaths(**e["paths"])
                 r = e.get("run")
+                problem = definition_problem(spec)
                 run = None
-                if r:
+                if r and problem is None:
                     launch = Launch(tuple(r.get("argv") or ()), r.get("interpreter") or "",
                                     bool(r.get("is_python")))
                     run = spawn.adopt(int(r["pid"]), r["token"], float(r["create_time"]),
@@ -207,7 +209,9 @@ class Daemon:
             except (KeyError, TypeError, ValueError) as err:
                 self.log(f"state entry skipped: {err!r}")
                 continue
-            if run is not None:
+            if problem is not None:
+                status, reason = Status.ERRORED, f"invalid definition in {self.home.state}: {problem}"
+            elif run is not None:
                 status, reason = Status.ONLINE, None
             elif e.get("status") == Status.ERRORED.value:
                 status, reason = Status.ERRORED, e.get("status_reason")
@@ -216,13 +220,17 @@ class Daemon:
             p = ManagedProcess(pm_id, spec, instance, e.get("base_env") or {}, paths, self.hooks,
                                status=status, status_reason=reason)
             try:
-                p.desired = Desired(e.get("desired", "stopped"))
+                if problem is None:
+                    p.desired = Desired(e.get("desired", "stopped"))
             except ValueError:
                 self.log(f"App [{p.label}] unknown desired state {e.get('desired')!r}: stopped")
             p.restart_time = int(e.get("restart_time") or 0)
             p.created_at = float(e.get("created_at") or time.time())
             p.last_restart_reason = e.get("last_restart_reason")
             self.procs[p.pm_id] = p
+            if problem is not None:
+                await self._restore_broken(p, r)
+                continue
             if run is not None:
                 live_tokens.add(run.token)
                 p.adopt(run)
@@ -240,6 +248,15 @@ class Daemon:
         if entries:
             self.log(f"restored {len(self.procs)} process(es): {len(live_tokens)} re-adopted, "
                      f"{len(to_start)} restarted")
+
+    async def _restore_broken(self, p: ManagedProcess, run: dict | None) -> None:
+        """An app whose saved definition cannot run stays listed, errored with the reason, and
+        is never started (what is left of its last run is stopped); every other app restores."""
+        reason = p.status_reason or "invalid definition"
+        self._broken[p.pm_id] = reason
+        self.log(f"App [{p.label}] {reason}")
+        if run and isinstance(run.get("token"), str):
+            await p.sweep_orphans(run["token"])
 
     def _clean_run_dir(self, keep: set[str]) -> None:
         try:
@@ -301,11 +318,12 @@ class Daemon:
     async def stop_all(self, keep_desired: bool = False) -> list[ManagedProcess]:
         """Stop every app; return those still running afterwards (their stop failed)."""
         procs = list(self.procs.values())
-        results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
-                                         for p in procs), return_exceptions=True)
-        for p, r in zip(procs, results, strict=True):
-            if isinstance(r, BaseException):
-                self.log(f"App [{p.label}] could not be stopped: {r!r}")
+        for tier in stop_tiers(procs):
+            results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
+                                             for p in tier), return_exceptions=True)
+            for p, r in zip(tier, results, strict=True):
+                if isinstance(r, BaseException):
+                    self.log(f"App [{p.label}] could not be stopped: {r!r}")
         return [p for p in procs if p.run is not None]
 
     def reopen_logs(self) -> None:
@@ -449,8 +467,12 @@ class Daemon:
             if want and not have:
                 from pyvm2.daemon.cron import CronJob
 
-                job = CronJob(loop, want, functools.partial(
-                    self.request_restart, pm_id, f"cron_restart {want}", Trigger.CRON))
+                try:
+                    job = CronJob(loop, want, functools.partial(
+                        self.request_restart, pm_id, f"cron_restart {want}", Trigger.CRON))
+                except ValueError as e:  # refused at the door; never let one app stop the others
+                    self.log(f"App [{p.label}] cron_restart not scheduled: {e}")
+                    continue
                 job.start()
                 self._crons[pm_id] = (want, job)
         for pm_id in [i for i in self._crons if i not in self.procs]:
@@ -471,9 +493,9 @@ class Daemon:
 
                 self._watcher = Watcher(loop, self.log)
             key = self._watch_keys.setdefault(name, len(self._watch_keys))
-            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch),
+            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch or ()),
                               ignore=list(spec.ignore_watch), extra_ignore=extra, delay_ms=spec.watch_delay,
-                              on_change=lambda paths, name=name: self._files_changed(name, paths))
+                              on_change=functools.partial(self._files_changed, name))
             self._watching[name] = sig
             self.log(f"[Watch] Start watching {name}")
         for name in [n for n in self._watching if n not in wanted]:
@@ -497,9 +519,12 @@ class Daemon:
             return None
         return self._watcher.mode(self._watch_keys[name]) or "starting"
 
-    async def dispatch(self, cmd: str, args: dict) -> Any:
+    async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
+        """Run `cmd_<cmd>(**args)` with the arguments `protocol.parse_request` checked, then bring
+        watch and cron in line; commands that change what runs answer once the state file holds
+        it. A reply that does not have the command's declared shape is a daemon bug."""
         try:
-            result = await getattr(self, f"cmd_{cmd}")(args)
+            result = await getattr(self, f"cmd_{cmd}")(**args)
         finally:
             if not self._stopping.is_set():
                 self.sync_schedules()
@@ -507,41 +532,75 @@ class Daemon:
                     await self.journal.persist()
         if isinstance(result, dict) and "list" in result:
             result["list"] = self.snapshot()  # with watching as it now is
+        problem = protocol.COMMANDS[cmd].reply_problem(result)
+        if problem is not None:
+            raise RuntimeError(f"the reply of {cmd} does not have its declared shape: {problem}")
         return result
 
-    # ---- commands ----------------------------------------------------------------------
-    async def cmd_hello(self, args: dict) -> dict:
+    def _specs(self, apps: list[dict[str, Any]]) -> list[AppSpec]:
+        """The door for app definitions a client sends: each must be usable, or nothing runs."""
+        specs = []
+        for i, d in enumerate(apps):
+            try:
+                spec = AppSpec.from_dict(d)
+            except (TypeError, ValueError) as e:
+                raise BadRequest(f"apps[{i}] is not an app definition: {e}") from None
+            problem = definition_problem(spec)
+            if problem is not None:
+                raise BadRequest(f"apps[{i}] ({str(spec.name)[:60]}): {problem}",
+                                 "correct the app's definition and start it again")
+            specs.append(spec)
+        if not specs:
+            raise UsageError("nothing to start")
+        return specs
+
+    def _runnable(self, procs: list[ManagedProcess]) -> list[ManagedProcess]:
+        """Those of `procs` whose definition can run. An app restored with an unusable
+        definition stays errored (its reason says why); if it alone was asked for, that is
+        the error."""
+        ok = [p for p in procs if p.pm_id not in self._broken]
+        if procs and not ok:
+            p = procs[0]
+            raise UsageError(f"{p.name} ({p.pm_id}) cannot run: {self._broken[p.pm_id]}",
+                             "fix its definition and start it from its file again, "
+                             f"or remove it with: pyvm2 delete {p.pm_id}")
+        return ok
+
+    # ---- commands: one per entry of protocol.COMMANDS, taking its arguments -----------------
+    async def cmd_hello(self, version: str, protocol: int) -> dict:
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
                 "home": str(self.home.root)}
 
-    async def cmd_ping(self, args: dict) -> dict:
+    async def cmd_ping(self) -> dict:
         return {"msg": "pong", "pid": os.getpid(), "uptime_ms": int((time.time() - self.started_at) * 1000)}
 
-    async def cmd_list(self, args: dict) -> list:
+    async def cmd_list(self) -> list:
         return self.snapshot()
 
-    async def cmd_describe(self, args: dict) -> list:
-        return self.snapshot(self.resolve(args.get("targets") or []))
+    async def cmd_describe(self, targets: list[str]) -> list:
+        return self.snapshot(self.resolve(targets))
 
-    async def cmd_targets(self, args: dict) -> list:
-        targets = args.get("targets") or ["all"]
+    async def cmd_targets(self, targets: list[str]) -> list:
         if targets == ["all"] and not self.procs:
             return []
         return self.snapshot(self.resolve(targets))
 
-    async def cmd_start(self, args: dict) -> dict:
+    async def cmd_start(self, targets: list[str], apps: list[dict[str, Any]],
+                        base_env: dict[str, str], from_file: bool) -> dict:
         """Start apps from specs (file or script), or existing processes by target."""
-        if args.get("targets"):
-            procs = self.resolve(args["targets"])
+        if targets and apps:
+            raise BadRequest("start: give targets or apps, not both")
+        if targets:
+            procs = self._runnable(self.resolve(targets))
             await asyncio.gather(*(p.start() for p in procs))
             await self._settle(procs)
             return {"actions": [{"pm_id": p.pm_id, "name": p.name, "action": "started"} for p in procs],
                     "list": self.snapshot()}
-        base_env = dict(args.get("base_env") or {})
-        from_file = bool(args.get("from_file"))
-        specs = [AppSpec.from_dict(d) for d in args.get("apps") or []]
-        if not specs:
-            raise UsageError("nothing to start")
+        actions, _ = await self._start_specs(self._specs(apps), base_env, from_file)
+        return {"actions": actions, "list": self.snapshot()}
+
+    async def _start_specs(self, specs: list[AppSpec], base_env: dict[str, str],
+                           from_file: bool) -> tuple[list[dict], list[ManagedProcess]]:
         if not from_file:
             for spec in specs:
                 running = [p for p in self._by_name(spec.name) if p.run is not None]
@@ -562,6 +621,7 @@ class Daemon:
                 existing.append(self._create(spec, i, base_env))
             for p in existing:
                 touched.append(p)
+                self._broken.pop(p.pm_id, None)  # it gets a checked definition now
                 if p.spec.definition() != spec.definition() and p.run is not None:
                     tasks.append(p.restart("definition changed", spec=spec, base_env=base_env))
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "restarted"})
@@ -577,29 +637,27 @@ class Daemon:
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "unchanged"})
         await asyncio.gather(*tasks)
         await self._settle(touched)
-        return {"actions": actions, "list": self.snapshot()}
+        return actions, touched
 
-    async def cmd_restart(self, args: dict) -> dict:
-        if args.get("apps"):
-            base_env = dict(args.get("base_env") or {})
-            specs = [AppSpec.from_dict(d) for d in args["apps"]]
-            procs = []
-            for spec in specs:
-                found = self._by_name(spec.name)
-                if not found:
-                    continue
-                procs.extend(found)
-            if not procs:
-                return await self.cmd_start({**args, "from_file": True})
-            await asyncio.gather(*(p.restart(spec=next(s for s in specs if s.name == p.name),
-                                             base_env=base_env) for p in procs))
+    async def cmd_restart(self, targets: list[str], apps: list[dict[str, Any]],
+                          base_env: dict[str, str], toggle_watch: bool) -> dict:
+        if targets and apps:
+            raise BadRequest("restart: give targets or apps, not both")
+        if apps:
+            specs = self._specs(apps)
+            procs = [p for s in specs for p in self._by_name(s.name)]
+            for p in procs:
+                self._broken.pop(p.pm_id, None)  # it gets a checked definition now
+            by_name = {s.name: s for s in specs}
+            await asyncio.gather(*(p.restart(spec=by_name[p.name], base_env=base_env)
+                                   for p in procs))
             missing = [s for s in specs if not self._by_name(s.name)]
             if missing:
-                await self.cmd_start({"apps": [s.to_dict() for s in missing], "base_env": base_env,
-                                      "from_file": True})
+                _, started = await self._start_specs(missing, base_env, from_file=True)
+                procs += started
         else:
-            procs = self.resolve(args.get("targets") or [])
-            if args.get("toggle_watch"):
+            procs = self._runnable(self.resolve(targets))
+            if toggle_watch:
                 await asyncio.gather(*(p.restart(spec=dataclasses.replace(p.spec, watch=not p.spec.watch))
                                        for p in procs))
             else:
@@ -607,30 +665,31 @@ class Daemon:
         await self._settle(procs)
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
-    async def cmd_stop(self, args: dict) -> dict:
-        procs = self.resolve(args.get("targets") or [])
-        await asyncio.gather(*(p.stop() for p in procs))
+    async def cmd_stop(self, targets: list[str]) -> dict:
+        procs = self.resolve(targets)
+        for tier in stop_tiers(procs):
+            await asyncio.gather(*(p.stop() for p in tier))
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
     async def _delete(self, p: ManagedProcess) -> None:
         if await p.delete():
             self.procs.pop(p.pm_id, None)
+            self._broken.pop(p.pm_id, None)
 
-    async def cmd_delete(self, args: dict) -> dict:
-        procs = self.resolve(args.get("targets") or [])
+    async def cmd_delete(self, targets: list[str]) -> dict:
+        procs = self.resolve(targets)
         await asyncio.gather(*(self._delete(p) for p in procs))
         if not self.procs:
             self.next_id = 0
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
-    async def cmd_reset(self, args: dict) -> dict:
-        procs = self.resolve(args.get("targets") or [])
+    async def cmd_reset(self, targets: list[str]) -> dict:
+        procs = self.resolve(targets)
         for p in procs:
             p.reset()
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
-    async def cmd_flush(self, args: dict) -> dict:
-        targets = args.get("targets") or []
+    async def cmd_flush(self, targets: list[str]) -> dict:
         procs = self.resolve(targets) if targets else list(self.procs.values())
         for p in procs:
             p.flush_logs()
@@ -641,16 +700,16 @@ class Daemon:
                 pass
         return {"ids": [p.pm_id for p in procs]}
 
-    async def cmd_reload_logs(self, args: dict) -> dict:
+    async def cmd_reload_logs(self) -> dict:
         self.reopen_logs()
         return {"reopened": len(self.procs)}
 
-    async def cmd_save(self, args: dict) -> dict:
+    async def cmd_save(self, force: bool) -> dict:
         """Write every app and whether it should run to dump.json (atomically, old copy kept)."""
         entries = [{k: v for k, v in p.to_state().items() if k in ("pm_id", "instance", "spec", "base_env", "desired")}
                    for p in self.procs.values()]
         path = str(self.home.dump)
-        if not entries and not args.get("force"):
+        if not entries and not force:
             raise UsageError("no app is managed, so the saved list was left as it is",
                              "use pyvm2 save --force to save an empty list")
         await asyncio.to_thread(atomic_write, path, pack(entries, self.next_id), keep_backup=True)
@@ -673,21 +732,37 @@ class Daemon:
             raise UsageError(f"the saved list cannot be read ({last_error})", "save again with: pyvm2 save")
         raise NotFound(f"nothing saved yet ({self.home.dump} does not exist)", "save the running apps with: pyvm2 save")
 
-    async def cmd_resurrect(self, args: dict) -> dict:
+    async def cmd_resurrect(self, entries: list[dict[str, Any]] | None, if_saved: bool) -> dict:
         """Bring back saved apps: each app not already known is registered and, if it was
-        running, started. Running it twice changes nothing."""
-        entries = args.get("entries")
+        running, started. Running it twice changes nothing. Entries sent by the client must all
+        be usable; an unusable entry of the dump file is skipped and reported."""
+        from_client = entries is not None
         if entries is None:
             try:
                 entries = self.read_dump()
             except NotFound:
-                if not args.get("if_saved"):
+                if not if_saved:
                     raise
                 entries = []
         actions: list[dict] = []
         started: list[ManagedProcess] = []
-        for e in entries:
-            spec = AppSpec.from_dict(e["spec"])
+        usable: list[tuple[AppSpec, dict[str, Any]]] = []
+        for i, e in enumerate(entries):
+            try:
+                spec = AppSpec.from_dict(e["spec"])
+                problem = definition_problem(spec)
+                if problem is not None:
+                    raise ValueError(f"{spec.name}: {problem}")
+            except (KeyError, TypeError, ValueError) as err:
+                what = f"entry {i} ({e.get('spec', {}).get('name', '?')!s:.60})" \
+                    if isinstance(e.get("spec"), dict) else f"entry {i}"
+                if from_client:
+                    raise BadRequest(f"resurrect: {what} is not usable: {err}") from None
+                self.log(f"{self.home.dump}: {what} skipped: {err}")
+                actions.append({"name": what, "pm_id": None, "action": f"skipped: {err}"})
+                continue
+            usable.append((spec, e))
+        for spec, e in usable:
             instance = int(e.get("instance") or 0)
             present = [p for p in self.procs.values() if p.name == spec.name and p.instance == instance]
             if present:
@@ -704,14 +779,14 @@ class Daemon:
         await self._settle(started)
         return {"actions": actions, "list": self.snapshot()}
 
-    async def cmd_handover(self, args: dict) -> dict:
+    async def cmd_handover(self) -> dict:
         """Leave, keeping every app running, so that a new daemon can adopt them."""
         self.log("handing over to a new daemon; apps keep running")
         self._handover = True
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"pid": os.getpid(), "kept": sum(1 for p in self.procs.values() if p.run is not None)}
 
-    async def cmd_kill(self, args: dict) -> dict:
+    async def cmd_kill(self) -> dict:
         n = len(self.procs)
         left = await self.stop_all()
         if left:
@@ -724,3 +799,36 @@ class Daemon:
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
 
+
+def definition_problem(spec: AppSpec) -> str | None:
+    """Why the daemon cannot run `spec` as it is, or None. The CLI validates every definition it
+    sends; this catches one that did not pass there (another client, an edited state file)."""
+    for key in ("name", "script", "cwd"):
+        value = getattr(spec, key)
+        if not isinstance(value, str) or not value:
+            return f"{key} must be a non-empty string"
+    if not isinstance(spec.instances, int) or spec.instances < 1:
+        return "instances must be a whole number of at least 1"
+    if (spec.user or spec.group) and os.geteuid() != 0:
+        import pwd
+
+        who = f"user {spec.user}" if spec.user else f"group {spec.group}"
+        return (f"running as {who} needs pyvm2's daemon to run as root (it runs as "
+                f"{pwd.getpwuid(os.geteuid()).pw_name}); start pyvm2 as root, or remove the "
+                f"app's {'user' if spec.user else 'group'}")
+    if spec.cron_restart is not None:
+        from pyvm2.cronexpr import validate
+
+        problem = validate(spec.cron_restart)
+        if problem is not None:
+            return f"cron_restart: {problem}"
+    return None
+
+
+def stop_tiers(procs: list[ManagedProcess]) -> list[list[ManagedProcess]]:
+    """Apps to stop one tier after the other: by supervisor's priority, highest first, so what
+    started first stops last. Apps without a priority stop together with priority 999."""
+    tiers: dict[int, list[ManagedProcess]] = {}
+    for p in procs:
+        tiers.setdefault(999 if p.spec.priority is None else p.spec.priority, []).append(p)
+    return [tiers[k] for k in sorted(tiers, reverse=True)]

@@ -21,6 +21,9 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 DEVNULL = "/dev/null"
+#: Rotation when neither config.json nor the app says otherwise: at 10 MiB, keeping 5 files.
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+DEFAULT_RETAIN = 5
 #: A log file nothing was written to for this long is closed by `close_idle`; the next write
 #: opens it again. An idle app then holds no log descriptor in the daemon.
 IDLE_CLOSE_S = 5.0
@@ -46,7 +49,7 @@ def format_dayjs(fmt: str, t: float) -> str:
     sign = "+" if off >= 0 else "-"
     oh, om = divmod(abs(off) // 60, 60)
 
-    def sub(m: re.Match) -> str:
+    def sub(m: re.Match[str]) -> str:
         if m.group(1) is not None:
             return m.group(1)
         tok = m.group(0)
@@ -91,8 +94,8 @@ class _Prefixer:
 class Rotation:
     """Size-based rotation: `name.log` -> `name.log.1` ... `name.log.<keep>`."""
 
-    max_size: int = 10 * 1024 * 1024
-    keep: int = 5
+    max_size: int = DEFAULT_MAX_SIZE
+    keep: int = DEFAULT_RETAIN
     compress: bool = False
 
     @property
@@ -376,9 +379,3 @@ class LogSink:
     def close(self) -> None:
         for f in self.files():
             f.close()
-
-    def error(self) -> str | None:
-        for f in self.files():
-            if f.error:
-                return f"{f.path}: {f.error}"
-        return None

@@ -32,7 +32,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-_PROC = "/proc"
+from pyvm2.procfs import PPID, PROC, RSS, STATE, STIME, UTIME
+
+_PROC = PROC
 _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _LINUX = sys.platform.startswith("linux") and os.path.isdir(_PROC)
@@ -401,11 +403,11 @@ def _stat(pid: int, cached: bool = False) -> tuple[int, float, int] | None:
     """(ppid, cpu seconds, rss bytes) of one live process, None if gone or a zombie."""
     try:
         stat = _FILES.read(pid, "stat") if cached else _read_file(f"{_PROC}/{pid}/stat")
-        rest = stat[stat.rindex(b")") + 2:].split()
-        # rest[0] is field 3 (state); utime/stime are fields 14/15, rss field 24
-        if rest[0] == b"Z":
+        fields = stat[stat.rindex(b")") + 2:].split()   # the command name may hold spaces
+        if fields[STATE] == b"Z":
             return None
-        return int(rest[1]), (int(rest[11]) + int(rest[12])) / _CLK, int(rest[21]) * _PAGE
+        return (int(fields[PPID]), (int(fields[UTIME]) + int(fields[STIME])) / _CLK,
+                int(fields[RSS]) * _PAGE)
     except (OSError, ValueError, IndexError):
         return None
 

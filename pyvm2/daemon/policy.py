@@ -98,15 +98,21 @@ def next_backoff(prev_ms: int, first_ms: int) -> int:
     return int(min(BACKOFF_CAP_MS, prev_ms * BACKOFF_FACTOR))
 
 
+def expected_exit(spec: AppSpec, code: int | None) -> bool:
+    """Whether an exit ends the app (its code is in stop_exit_codes). pm2 counts a death by a
+    signal (code None) as code 0; under supervisor's autorestart "unexpected" it is unexpected."""
+    if code is None:
+        return spec.autorestart != "unexpected" and 0 in spec.stop_exit_codes
+    return code in spec.stop_exit_codes
+
+
 def decide(spec: AppSpec, state: RestartState, *, code: int | None, signal_name: str | None,
            uptime_ms: float) -> Decision:
     """What to do after an instance exited on its own (not through a stop)."""
     what = describe_exit(code, signal_name)
-    # pm2 counts a signal death as exit code 0 for stop_exit_codes
-    effective_code = 0 if code is None else code
     if not spec.autorestart:
         return Decision(Status.STOPPED, 0, state, f"{what} (autorestart is off)")
-    if effective_code in spec.stop_exit_codes:
+    if expected_exit(spec, code):
         return Decision(Status.STOPPED, 0, state, f"{what} (listed in stop_exit_codes)")
 
     prev = 0 if uptime_ms >= BACKOFF_RESET_MS else state.prev_delay_ms

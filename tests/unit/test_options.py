@@ -57,10 +57,15 @@ def test_the_start_command_has_exactly_the_rows_flags() -> None:
 
 @pytest.mark.parametrize("foreign", ["startsecs", "startretries", "stopsignal", "stopwaitsecs",
                                      "directory", "environment", "numprocs", "stdout_logfile",
-                                     "stderr_logfile", "redirect_stderr", "exitcodes"])
+                                     "stderr_logfile", "exitcodes"])
 def test_supervisor_names_point_at_their_option(foreign: str) -> None:
     option, name = FOREIGN[foreign]
     assert name.tool == "supervisor" and option.name in BY_NAME and foreign not in KNOWN_OPTIONS
+
+
+@pytest.mark.parametrize("same", ["user", "redirect_stderr", "priority", "umask", "autostart"])
+def test_supervisor_names_pyvm2_shares_are_options(same: str) -> None:
+    assert same in BY_NAME and same not in FOREIGN
 
 
 def test_the_module_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
