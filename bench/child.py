@@ -4,9 +4,14 @@
     child.py stable --events PATH --live S            first line, live S seconds, exit 1
     child.py exit   --events PATH                     exit 1 at once (a crash loop)
     child.py flood  --bytes N --events PATH           N bytes of 100-byte stdout lines, then sleep
-    child.py grow   --limit BYTES --events PATH [--step-mb M] [--interval S]
-                                                      grow M MiB every S seconds; note when RSS
-                                                      passes BYTES and when the stop signal comes
+    child.py grow   --limit BYTES --events PATH [--step-mb M] [--interval S] [--rate-mb R]
+                    [--wait S]                        after S seconds idle, grow M MiB every S
+                                                      seconds (or R MB/s, paced every S seconds);
+                                                      note when RSS passes BYTES and when the
+                                                      stop signal comes
+    child.py prefork --workers N --mb M [--marker PATH]
+                                                      allocate and touch M MiB, then fork N
+                                                      workers that only read it (shared pages)
 
 Events are appended to --events as lines `<kind> <pid> <unix time> [detail]`, one os.write each,
 so several processes can share one file. SIGINT and SIGTERM are noted (`signal`) and end the
@@ -103,8 +108,12 @@ elif MODE == "flood":
 
 elif MODE == "grow":
     limit = int(opt("limit", str(100 * 1024 * 1024)))
-    step = int(float(opt("step-mb", "10")) * 1024 * 1024)
     interval = float(opt("interval", "0.1"))
+    rate = opt("rate-mb")
+    step = int(float(rate) * 1_000_000 * interval) if rate else \
+        int(float(opt("step-mb", "10")) * 1024 * 1024)
+    time.sleep(float(opt("wait", "0")))
+    event("grow")
     page = os.sysconf("SC_PAGE_SIZE")
     hold = []
     crossed = False
@@ -113,6 +122,7 @@ elif MODE == "grow":
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * page
 
+    due = time.monotonic()
     while True:
         if rss() < limit + 64 * 1024 * 1024:
             hold.append(b"m" * step)
@@ -121,7 +131,25 @@ elif MODE == "grow":
             crossed = True
             event("crossed", f"rss={r}")
             out(f"crossed {limit} rss={r} t={time.time():.6f}")
-        time.sleep(interval)
+        due += interval   # paced on a fixed schedule, so the rate holds whatever each step costs
+        time.sleep(max(0.0, due - time.monotonic()))
+
+elif MODE == "prefork":
+    data = bytearray(int(float(opt("mb", "20")) * 1024 * 1024))
+    for i in range(0, len(data), 4096):
+        data[i] = 1
+    data = bytes(data)
+    for _ in range(int(opt("workers", "10"))):
+        if os.fork() == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            total = sum(data[::4096])       # read every page once: shared, never copied
+            while True:
+                time.sleep(3600)
+    if marker:
+        with open(marker + ".ready", "w") as f:
+            f.write(f"{PID}\n")
+    sleep_forever()
 
 else:
     out(f"unknown mode {MODE!r}")

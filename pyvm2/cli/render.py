@@ -138,6 +138,18 @@ def _mode(exec_mode: Any) -> tuple[str, str]:
     return _text(exec_mode), ""
 
 
+_MEASURES = {"rss": "RSS of the process tree",
+             "pss": "PSS of the process tree (its RSS sum is over the limit)"}
+
+
+def _memory_measure(proc: Mapping[str, Any]) -> str | None:
+    """"rss" (the tree's RSS sum) or "pss" (its proportional size, shown while the RSS sum is
+    over the limit), None from daemons that do not say."""
+    monit = proc.get("monit")
+    measure = monit.get("memory_measure") if isinstance(monit, Mapping) else None
+    return measure if measure in ("rss", "pss") else None
+
+
 def _monit(proc: Mapping[str, Any], key: str) -> float | None:
     monit = proc.get("monit")
     return _number(monit.get(key)) if isinstance(monit, Mapping) else None
@@ -229,6 +241,8 @@ def _list_cells(proc: Mapping[str, Any], now_ms: float) -> dict[str, _Cell]:
     else:
         cpu_text = NA if cpu is None else format_cpu(cpu)
         mem_text = NA if mem is None or mem < 0 else format_memory(mem)
+        if _memory_measure(proc) == "pss" and mem_text != NA:
+            mem_text += " pss"   # the tree's proportional size: shared pages counted once
 
     watch = env.get("watch", _MISSING)
     if watch is _MISSING or watch is None:
@@ -582,6 +596,9 @@ def describe_rows(
     max_memory = _number(env.get("max_memory_restart"))
     if max_memory:
         rows.insert(5, ("max memory restart", format_memory(max_memory), ""))
+        measure = _memory_measure(proc)
+        if measure is not None and status not in NOT_RUNNING:
+            rows.insert(6, ("memory measure", _MEASURES[measure], ""))
     return rows
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from pyvm2 import __version__, protocol
 from pyvm2.daemon import fds, reaper, runner, spawn, tree
 from pyvm2.daemon.events import Events
 from pyvm2.daemon.journal import Journal, NotSaved, atomic_write, pack, unpack
-from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
+from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation, close_idle
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.notify import Notifier
 from pyvm2.daemon.policy import Trigger
@@ -51,8 +52,8 @@ _STRAY_SIGNALS = tuple(getattr(signal, n) for n in (
 READ_ONLY = frozenset({"hello", "ping", "list", "describe", "targets", "handover"})
 #: A handover waits this long at most for the commands in flight to finish.
 HANDOVER_WAIT_S = 120.0
-#: How often the monitor samples cpu and memory of every app's tree.
-SAMPLE_INTERVAL_S = 1.0
+#: How often idle log files are closed and the socket is checked.
+HOUSEKEEPING_S = 5.0
 #: `start` and `restart` answer once every instance is settled, or after this long.
 SETTLE_DEADLINE_S = 20.0
 #: An instance online this long (or min_uptime, if shorter) counts as started.
@@ -135,6 +136,7 @@ class Daemon:
         self._in_flight = 0           # commands being run (dispatch), handover included
         self._keep_state = False      # another daemon may own the state file now
         self.socket_ino = 0
+        self._socket_path = str(home.socket)
         self._watcher: Watcher | None = None
         self._watching: dict[str, tuple] = {}      # app name -> what its watch was set up with
         self._watch_keys: dict[str, int] = {}
@@ -149,7 +151,7 @@ class Daemon:
         self.notifier = Notifier(str(home.root / "notify.sock"), self.log)
         self.orphans = reaper.Orphans(self._leaders, str(home.run))
         self.events = Events(self)
-        self.hooks = Hooks(log=self.log, changed=self.journal.changed, home=str(home.root),
+        self.hooks = Hooks(log=self.log, changed=self._changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
                            rotation=self.rotation_for, background=self._background,
                            scanner=tree.Scanner(), sockets=self.sockets_for,
@@ -328,11 +330,18 @@ class Daemon:
         await self.restore()
         server = Server(self)
         await server.start()
-        self.socket_ino = os.stat(self.home.socket).st_ino
+        self._socket_path = str(self.home.socket)
+        self.socket_ino = os.stat(self._socket_path).st_ino
         self.log(f"pyvm2 daemon {__version__} started (pid {os.getpid()}, home {self.home.root})")
-        sampler = loop.create_task(self._sample_forever())
+        # what start-up built lives as long as the daemon: keep it out of every garbage
+        # collection, which the monitor's small allocations would otherwise trigger over it
+        gc.freeze()
+        sampler = loop.create_task(self._monitor.run(
+            self.procs.values, lambda e: self.log(f"sampling failed: {e!r}")))
+        housekeeping = loop.create_task(self._housekeeping())
         await self._stopping.wait()
         sampler.cancel()
+        housekeeping.cancel()
         await server.close()
         for _, job in self._crons.values():
             job.stop()
@@ -381,7 +390,7 @@ class Daemon:
 
     def _socket_lost(self) -> bool:
         try:
-            return os.stat(self.home.socket).st_ino != self.socket_ino
+            return os.stat(self._socket_path).st_ino != self.socket_ino
         except FileNotFoundError:
             return True
 
@@ -399,23 +408,6 @@ class Daemon:
             self.log("PYVM2_HOME was removed: stopping every app")
         self.shutdown()
 
-    async def _sample_forever(self) -> None:
-        tick = 0
-        while True:
-            await asyncio.sleep(SAMPLE_INTERVAL_S)
-            tick += 1
-            fds.BUDGET.refill()
-            self._poll_orphans()
-            if tick % 5 == 0:
-                self._leave_if_orphaned()
-                if self._stopping.is_set():
-                    return
-            try:
-                await self._monitor.tick(self.procs.values())
-            except Exception as e:  # sampling must never take the daemon down
-                self.log(f"sampling failed: {e!r}")
-            self.events.sampled(self.procs)
-
     def _leaders(self) -> dict[int, str]:
         """pid -> token of every run leader this daemon spawned and has not finished with."""
         return {p.run.pid: p.run.token for p in self.procs.values()
@@ -431,6 +423,26 @@ class Daemon:
             return
         if strays:
             asyncio.get_running_loop().create_task(runner.stop_procs(strays, self.log))
+
+    def _changed(self) -> None:
+        """An instance changed: the journal writes it soon, the monitor looks at it soon."""
+        self.journal.changed()
+        self._monitor.poke()
+
+    async def _housekeeping(self) -> None:
+        """Every second: the samples' history for subscribers and the descriptor reserve. Every
+        HOUSEKEEPING_S: idle log files closed, orphans polled (SIGCHLD covers the rest), the
+        socket checked."""
+        tick = 0
+        while not self._stopping.is_set():
+            await asyncio.sleep(1.0)
+            tick += 1
+            fds.BUDGET.refill()
+            self.events.sampled(self.procs)
+            if tick % HOUSEKEEPING_S == 0:
+                close_idle()
+                self._poll_orphans()
+                self._leave_if_orphaned()
 
     def request_restart(self, target: int | ManagedProcess, reason: str, trigger: Trigger) -> None:
         """The one entry point of automatic restarts: cron, watch and the memory limit. The

@@ -24,6 +24,21 @@ DEVNULL = "/dev/null"
 #: Rotation when neither config.json nor the app says otherwise: at 10 MiB, keeping 5 files.
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_RETAIN = 5
+#: A log file nothing was written to for this long is closed by `close_idle`; the next write
+#: opens it again. An idle app then holds no log descriptor in the daemon.
+IDLE_CLOSE_S = 5.0
+#: The files holding a descriptor now, for `close_idle`.
+_OPEN: set[LogFile] = set()
+
+
+def close_idle(idle_s: float = IDLE_CLOSE_S, now: float | None = None) -> int:
+    """Close every log file not written to for idle_s seconds that ends at a line boundary;
+    return how many were closed."""
+    now = time.monotonic() if now is None else now
+    idle = [f for f in _OPEN if now - f.last_write >= idle_s and f.at_line_start and not f.trim]
+    for f in idle:
+        f.close()
+    return len(idle)
 
 
 def format_dayjs(fmt: str, t: float) -> str:
@@ -123,6 +138,7 @@ class LogFile:
         self.failed_at: float | None = None
         self.dropped = 0
         self.error: str | None = None
+        self.last_write = 0.0      # monotonic time of the last write
 
     @property
     def at_line_start(self) -> bool:
@@ -138,6 +154,7 @@ class LogFile:
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self.fd = open_append(self.path)
+            _OPEN.add(self)
             size = os.fstat(self.fd).st_size
             if self.trim and size == self.size:
                 os.ftruncate(self.fd, self.line_end)
@@ -185,6 +202,7 @@ class LogFile:
             data = data[nl + 1:]
             if not data:
                 return
+        self.last_write = time.monotonic()
         if not self._open():
             self._drop(data)
             return
@@ -274,6 +292,7 @@ class LogFile:
 
     def close(self) -> None:
         if self.fd is not None:
+            _OPEN.discard(self)
             try:
                 os.close(self.fd)
             except OSError:

@@ -1,30 +1,78 @@
-"""Samples each app's whole process tree (cpu %, rss) and asks for a restart when a tree is over
-its memory limit."""
+"""Samples each app's whole process tree (cpu %, memory) on a schedule of its own, and asks for a
+restart when a tree is over its memory limit.
+
+An app with a memory limit is read again after `LAG_S + headroom / GROWTH_BOUND` seconds (sooner
+when it is seen growing: half the time its growth needs to reach the limit), between `MIN_S` and
+`MAX_S`: an app far below its limit and steady is read every few seconds, one close to it and
+growing every 100 ms. A tree growing at up to GROWTH_BOUND is so seen over its limit at most
+about LAG_S after crossing it, whatever the limit. An app without a limit is read for its
+figures only every `SLOW_S` seconds (more with many apps: at most `SLOW_READS` trees a second).
+Reads due within the next second (a quarter of their interval at most) share one wake-up; a
+read costs one small file per process of the tree (statm, and stat every CPU_S for the cpu
+time) plus its children list.
+
+Memory is the tree's RSS, which counts a page shared by several processes (pre-forked workers)
+once per process. When the RSS sum of a tree of several processes is over the limit, its
+proportional set size (PSS, from
+/proc/<pid>/smaps_rollup, which counts a shared page once in all) decides, and is what the app
+shows until its RSS sum is under the limit again: RSS >= PSS, so nothing over the limit is missed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import heapq
+import itertools
+import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
-from pyvm2.procfs import PPID, PROC, RSS, STATE, STIME, UTIME, stat_fields
+from pyvm2.procfs import PPID, PROC, RSS, STATE, STIME, UTIME
 
-#: Children lists are read every this many samples; a process that appears in an app's tree is
-#: counted at the latest that many seconds later, its known members every second.
-WALK_EVERY = 5
+_PROC = PROC
 _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_LINUX = sys.platform.startswith("linux") and os.path.isdir(_PROC)
+_HAS_CHILDREN = _LINUX and os.path.exists(f"{_PROC}/self/task/{os.getpid()}/children")
+
+#: The fastest growth (bytes/s) an app with a limit is read often enough for.
+GROWTH_BOUND = 500 * 1000 * 1000
+#: How late, at most, a tree growing at up to GROWTH_BOUND is seen over its limit.
+LAG_S = 1.0
+#: Bounds of the interval between two reads of an app with a limit.
+MIN_S = 0.1
+MAX_S = 5.0
+#: An app without a limit is read this often, or less when there are many of them.
+SLOW_S = 10.0
+SLOW_READS = 100.0
+#: Every read lists the tree's children (from the main thread of each member; from every thread
+#: each THREADS_WALK_S) and reads each member's memory (statm); their cpu time (stat, dearer)
+#: only each CPU_S, except for apps with a limit, whose kept files (FD_CACHE) are cheap to read.
+CPU_S = 10.0
+THREADS_WALK_S = 30.0
+#: Everything is looked at again this often, and POKE_S after `poke` (every change of an
+#: instance's status pokes): new apps, new pids.
+SWEEP_S = 30.0
+POKE_S = 0.1
+#: A new run is read again this soon, so that its cpu figure means something early.
+SECOND_READ_S = 2.0
+#: Files of the processes of apps with a limit (stat, children) are kept open, up to this many
+#: in all, and read again in one call each: a fifth of the cost of opening them every time.
+FD_CACHE = 256
+#: Reads of more processes than this go to a worker thread instead of the loop.
+INLINE_PIDS = 200
 
 
-@dataclass(frozen=True)
-class Sample:
-    cpu: float      # percent of one core, over the last interval
-    rss: int        # bytes, the whole tree
+class Sample(NamedTuple):
+    cpu: float      # percent of one core, since the previous read
+    memory: int     # bytes, the whole tree: RSS, or PSS when the RSS sum is over the limit
     pids: int
+    measure: str = "rss"
 
 
 class Sampled(Protocol):
@@ -33,6 +81,7 @@ class Sampled(Protocol):
     pm_id: int
     cpu: float
     memory: int
+    memory_measure: str
 
     @property
     def pid(self) -> int | None: ...
@@ -41,10 +90,11 @@ class Sampled(Protocol):
     def memory_limit(self) -> int | None: ...
 
 
-def over_limit(rss: int, limit: int | None) -> str | None:
+def over_limit(memory: int, limit: int | None, measure: str = "rss") -> str | None:
     """The restart reason when a tree's memory is over its limit, else None."""
-    if limit and rss > limit:
-        return f"memory {_mb(rss)} > {_mb(limit)}"
+    if limit and memory > limit:
+        what = " (PSS)" if measure == "pss" else ""
+        return f"memory {_mb(memory)}{what} > {_mb(limit)}"
     return None
 
 
@@ -52,109 +102,296 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.1f}M"
 
 
+def next_interval(memory: int, limit: int | None, growth: float, slow_s: float = SLOW_S) -> float:
+    """Seconds until an app is read again, from its headroom under its limit and its growth
+    (bytes/s since the previous read)."""
+    if not limit:
+        return slow_s
+    headroom = limit - memory
+    if headroom <= 0:
+        return MIN_S
+    interval = LAG_S + headroom / GROWTH_BOUND
+    if growth > 0:
+        interval = min(interval, headroom / growth / 2)
+    return max(MIN_S, min(MAX_S, interval))
+
+
+@dataclass(eq=False)
+class _Track:
+    """What the monitor remembers of one running instance."""
+
+    app: Sampled
+    pid: int
+    limit: int | None
+    members: set[int] = field(default_factory=set)
+    threads_walked: float = -math.inf   # ... from every thread, not only the main one
+    cpu_s: float | None = None
+    rss: int | None = None              # the tree's RSS sum at the last read
+    growth: float = 0.0                 # of the RSS sum, bytes/s between the last two reads
+    at: float = 0.0                     # monotonic time of the last read
+    first: bool = True
+    cpu_pct: float = 0.0                # between the last two reads of its cpu time
+    rss_at: float = 0.0                 # monotonic time of the last memory read
+    due: float = 0.0
+    gone: bool = False
+
+
 class Monitor:
-    """Each `tick` samples every running instance's tree (in a worker thread), stores its cpu
-    and memory, and calls `request_restart(pm_id, reason)` (the daemon's one path for automatic
-    restarts, which drops it while the instance is busy and applies the back-off) for each tree
-    over its memory limit. The rest runs on the loop."""
+    """Reads each running instance's tree when it is due (see the module's docstring), stores
+    its cpu and memory on the instance, and calls `request_restart(pm_id, reason)` (the daemon's
+    one path for automatic restarts, which drops it while the instance is busy and applies the
+    back-off) for each tree over its memory limit. Runs on the loop; reads of many processes go
+    to a worker thread."""
 
     def __init__(self, request_restart: Callable[[int, str], None]) -> None:
-        self._sampler = Sampler()
         self._request_restart = request_restart
+        self._tracks: dict[int, _Track] = {}
+        self._heap: list[tuple[float, int, int]] = []     # (due, seq, pm_id)
+        self._seq = itertools.count()
+        self._next_sweep = 0.0
+        self._wake: asyncio.Future[None] | None = None
+        self._wake_at = 0.0
 
-    async def tick(self, apps: Iterable[Sampled]) -> None:
-        apps = list(apps)
-        roots = {a.pm_id: pid for a in apps if (pid := a.pid)}
-        samples = await asyncio.to_thread(self._sampler.sample, roots)
-        self.apply(apps, roots, samples)
+    # ---- the schedule -------------------------------------------------------------------------
+    async def run(self, apps: Callable[[], Iterable[Sampled]],
+                  on_error: Callable[[BaseException], None]) -> None:
+        """Sample forever; `apps()` gives the instances as they are now."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = time.monotonic()
+            try:
+                if now >= self._next_sweep:
+                    self.sweep(apps(), now)
+                await self.read_due(now)
+            except Exception as e:  # sampling must never take the daemon down
+                on_error(e)
+            wake_at = min(self._next_sweep, self._heap[0][0] if self._heap else math.inf)
+            self._wake_at = wake_at
+            self._wake = loop.create_future()
+            timer = loop.call_at(loop.time() + max(0.0, wake_at - time.monotonic()),
+                                 self._set_wake)
+            try:
+                await self._wake
+            finally:
+                timer.cancel()
+                self._wake = None
 
-    def apply(self, apps: Iterable[Sampled], roots: Mapping[int, int],
-              samples: Mapping[int, Sample]) -> None:
+    def poke(self) -> None:
+        """An instance changed (started, restarted, stopped, removed): look at every app again
+        soon. Pokes in a burst share one look."""
+        self._next_sweep = min(self._next_sweep, time.monotonic() + POKE_S)
+        if self._next_sweep < self._wake_at:
+            self._set_wake()
+
+    def _set_wake(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def sweep(self, apps: Iterable[Sampled], now: float) -> None:
+        """Track new instances and new pids (read at once), forget those gone."""
+        self._next_sweep = now + SWEEP_S
+        seen: set[int] = set()
+        slow_n = 0
         for a in apps:
-            s = samples.get(a.pm_id)
-            if s is None or a.pid != roots.get(a.pm_id):
-                continue  # gone or restarted while sampling: the figures are not its own
-            a.cpu, a.memory = s.cpu, s.rss
-            reason = over_limit(s.rss, a.memory_limit)
-            if reason is not None:
-                self._request_restart(a.pm_id, reason)
-
-
-class Sampler:
-    """Keeps the previous cpu times so each call yields cpu% since the last one. Blocking:
-    the daemon calls `sample` in a thread."""
-
-    def __init__(self) -> None:
-        self._prev: dict[int, tuple[float, float]] = {}   # root pid -> (cpu seconds, monotonic)
-        self._members: dict[int, set[int]] = {}            # root pid -> pids of its tree
-        self._ticks = 0
-
-    def sample(self, roots: Mapping[int, int]) -> dict[int, Sample]:
-        """roots: key -> root pid. Returns key -> Sample for roots that exist."""
-        if not roots:
-            self._prev.clear()
-            self._members.clear()
-            return {}
-        self._ticks += 1
-        if sys.platform.startswith("linux") and _HAS_CHILDREN:
-            # the shape of a tree rarely changes: find children every WALK_EVERY ticks, and in
-            # between read only the processes already known (one small read each)
-            known: set[int] = set()
-            walk = self._ticks % WALK_EVERY == 1
-            for root in roots.values():
-                members = self._members.get(root)
-                if members is None:
-                    walk = True
-                    break
-                known |= members
-            if walk:
-                table = _trees_linux(roots.values(), all_threads=self._ticks % (2 * WALK_EVERY) == 1)
-            else:
-                table = {pid: st for pid in known if (st := _stat(pid)) is not None}
-        elif sys.platform.startswith("linux"):
-            table = _table_linux()
-        else:
-            table = _table_psutil()
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in table.items():
-            children.setdefault(ppid, []).append(pid)
-        now = time.monotonic()
-        out: dict[int, Sample] = {}
-        prev_next: dict[int, tuple[float, float]] = {}
-        members_next: dict[int, set[int]] = {}
-        for key, root in roots.items():
-            if root not in table:
+            pid = a.pid
+            if not pid:
                 continue
-            cpu_s, rss, n = 0.0, 0, 0
-            stack = [root]
-            seen = set()
-            while stack:
-                pid = stack.pop()
-                if pid in seen or pid not in table:
-                    continue
-                seen.add(pid)
-                _, c, r = table[pid]
-                cpu_s += c
-                rss += r
-                n += 1
-                stack.extend(children.get(pid, ()))
-            before = self._prev.get(root)
-            pct = 0.0
-            if before is not None and now > before[1]:
-                pct = max(0.0, (cpu_s - before[0]) / (now - before[1]) * 100)
-            prev_next[root] = (cpu_s, now)
-            members_next[root] = seen
-            out[key] = Sample(round(pct, 1), rss, n)
-        self._prev = prev_next
-        self._members = members_next
+            seen.add(a.pm_id)
+            t = self._tracks.get(a.pm_id)
+            limit = a.memory_limit
+            if limit is None:
+                slow_n += 1
+            if t is not None and t.pid == pid and t.app is a:
+                if t.limit != limit:
+                    t.limit = limit
+                    self._schedule(t, now)
+                continue
+            if t is not None:
+                _forget(t)
+            t = _Track(a, pid, limit)
+            self._tracks[a.pm_id] = t
+            self._schedule(t, now)
+        for pm_id in [i for i in self._tracks if i not in seen]:
+            _forget(self._tracks.pop(pm_id))
+        self._slow_s = max(SLOW_S, slow_n / SLOW_READS)
+
+    _slow_s = SLOW_S
+
+    def _schedule(self, t: _Track, due: float) -> None:
+        t.due = due
+        heapq.heappush(self._heap, (due, next(self._seq), t.app.pm_id))
+
+    def _take_due(self, now: float) -> list[_Track]:
+        """The tracks due now, and those due within the next second whose reads can wait for
+        no one: reading them a little early saves a wake-up."""
+        out: list[_Track] = []
+        while self._heap:
+            due, _, pm_id = self._heap[0]
+            t = self._tracks.get(pm_id)
+            if t is None or t.due != due or t.gone:
+                heapq.heappop(self._heap)      # stale entry: rescheduled, replaced or gone
+                continue
+            # due a little later: read now and save a wake-up (a little sooner is always safe)
+            if due - now > min(1.0, (due - t.rss_at) / 4):
+                break
+            heapq.heappop(self._heap)
+            out.append(t)
         return out
 
+    async def read_due(self, now: float) -> None:
+        batch = self._take_due(now)
+        if not batch:
+            return
+        pids = sum(max(1, len(t.members)) for t in batch)
+        if pids > INLINE_PIDS:
+            results = await asyncio.to_thread(_read_all, batch, now)
+        else:
+            results = _read_all(batch, now)
+        self.apply(batch, results, time.monotonic())
 
-_HAS_CHILDREN = os.path.exists(f"{PROC}/self/task/{os.getpid()}/children")
+    def apply(self, batch: list[_Track], results: list[Sample | None], now: float) -> None:
+        for t, s in zip(batch, results, strict=True):
+            a = t.app
+            if t.gone or self._tracks.get(a.pm_id) is not t:
+                continue
+            if s is None or a.pid != t.pid:
+                _forget(t)
+                self._tracks.pop(a.pm_id, None)   # exited or restarted: the next sweep sees it
+                self._next_sweep = min(self._next_sweep, now + MIN_S)
+                continue
+            a.cpu, a.memory, a.memory_measure = s.cpu, s.memory, s.measure
+            reason = over_limit(s.memory, t.limit, s.measure)
+            if reason is not None:
+                self._request_restart(a.pm_id, reason)
+            interval = next_interval(s.memory, t.limit, t.growth, self._slow_s)
+            if t.first:
+                t.first = False
+                interval = min(interval, SECOND_READ_S)
+            self._schedule(t, now + interval)
+
+    def sample_now(self, apps: Iterable[Sampled]) -> None:
+        """Read every app at once (blocking; for tests and tools)."""
+        now = time.monotonic()
+        self.sweep(apps, now)
+        batch = list(self._tracks.values())
+        self.apply(batch, _read_all(batch, now), time.monotonic())
 
 
-def _read(path: str) -> bytes:
-    # os.open/os.read: half the cost of open() for these tiny files, which add up every second
+def _forget(t: _Track) -> None:
+    t.gone = True
+    for pid in t.members:
+        _FILES.drop(pid)
+
+
+# ---- reading /proc (blocking: runs on the loop for a few processes, else in a thread) ----------
+
+def _read_all(batch: list[_Track], now: float) -> list[Sample | None]:
+    return [_read(t, now) for t in batch]
+
+
+def _read(t: _Track, now: float) -> Sample | None:
+    """One read of one tree: its members as they are now (through the kernel's children lists:
+    the cost follows the app's processes, not every process on the machine), their memory, and
+    every CPU_S their cpu time."""
+    if not _LINUX:
+        return _read_psutil(t, now)
+    cached = bool(t.limit)
+    # kept files are read whole in one call: stat costs little more than statm then
+    with_cpu = cached or t.cpu_s is None or now - t.at >= CPU_S
+    all_threads = now - t.threads_walked >= THREADS_WALK_S
+    if all_threads:
+        t.threads_walked = now
+    if not _HAS_CHILDREN:
+        return _read_table(t, now)
+    if cached and not all_threads and len(t.members) == 1:
+        # the common tree of one process: its stat and its (empty) children list
+        st = _stat(t.pid, True)
+        if st is None:
+            return None
+        try:
+            kids = _children(t.pid, t.pid, True)
+        except OSError:
+            kids = b""
+        if not kids.strip():
+            return _finish(t, now, st[1], st[2])
+    members: set[int] = set()
+    cpu_s, rss = 0.0, 0
+    stack = [t.pid]
+    while stack:
+        pid = stack.pop()
+        if pid in members:
+            continue
+        if with_cpu:
+            st = _stat(pid, cached)
+            if st is None:
+                if pid == t.pid:
+                    return None
+                continue
+            cpu_s += st[1]
+            rss += st[2]
+        else:
+            r = _statm_rss(pid, cached)
+            if r is None:
+                if pid == t.pid:
+                    return None
+                continue
+            rss += r
+        members.add(pid)
+        try:
+            tids = [int(x) for x in os.listdir(f"{_PROC}/{pid}/task")] if all_threads else [pid]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                kids = _children(pid, tid, cached)
+                if kids:
+                    stack.extend(map(int, kids.split()))
+            except (OSError, ValueError):
+                continue
+    t.members = members
+    return _finish(t, now, cpu_s if with_cpu else None, rss)
+
+
+def _read_table(t: _Track, now: float) -> Sample | None:
+    """Without children lists (old kernels): the tree from one pass over /proc."""
+    table = _table_linux()
+    if t.pid not in table:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    members, stack, cpu_s, rss = set(), [t.pid], 0.0, 0
+    while stack:
+        pid = stack.pop()
+        if pid in members:
+            continue
+        members.add(pid)
+        cpu_s += table[pid][1]
+        rss += table[pid][2]
+        stack.extend(children.get(pid, ()))
+    t.members = members
+    return _finish(t, now, cpu_s, rss)
+
+
+def _finish(t: _Track, now: float, cpu_s: float | None, rss: int) -> Sample:
+    """cpu_s None: only the memory was read this time."""
+    if cpu_s is not None:
+        if t.cpu_s is not None and now > t.at:
+            t.cpu_pct = round(max(0.0, (cpu_s - t.cpu_s) / (now - t.at) * 100), 1)
+        t.cpu_s, t.at = cpu_s, now
+    if t.rss is not None and now > t.rss_at:
+        t.growth = max(0.0, (rss - t.rss) / (now - t.rss_at))
+    t.rss, t.rss_at = rss, now
+    memory, measure = rss, "rss"
+    # the RSS of one process counts each of its pages once already; in a tree, a page shared
+    # by several members is counted once by their PSS
+    if t.limit and rss > t.limit and len(t.members) > 1 and _LINUX:
+        memory, measure = sum(_pss(pid) for pid in t.members), "pss"
+    return Sample(t.cpu_pct, memory, len(t.members), measure)
+
+
+def _read_file(path: str) -> bytes:
+    # os.open/os.read: half the cost of open() for these tiny files
     fd = os.open(path, os.O_RDONLY)
     try:
         return os.read(fd, 4096)
@@ -162,61 +399,124 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
-def _stat(pid: int) -> tuple[int, float, int] | None:
+def _stat(pid: int, cached: bool = False) -> tuple[int, float, int] | None:
     """(ppid, cpu seconds, rss bytes) of one live process, None if gone or a zombie."""
-    fields = stat_fields(pid)
-    if fields is None or fields[STATE] == b"Z":
-        return None
     try:
+        stat = _FILES.read(pid, "stat") if cached else _read_file(f"{_PROC}/{pid}/stat")
+        fields = stat[stat.rindex(b")") + 2:].split()   # the command name may hold spaces
+        if fields[STATE] == b"Z":
+            return None
         return (int(fields[PPID]), (int(fields[UTIME]) + int(fields[STIME])) / _CLK,
                 int(fields[RSS]) * _PAGE)
-    except (ValueError, IndexError):
+    except (OSError, ValueError, IndexError):
         return None
 
 
-def _trees_linux(roots: Iterable[int], all_threads: bool = True) -> dict[int, tuple[int, float, int]]:
-    """Only the apps' own trees, found through the kernel's children lists: the cost follows
-    the number of app processes, not of every process on the machine. Children forked by a
-    thread other than the main one are seen when `all_threads` is set."""
-    table: dict[int, tuple[int, float, int]] = {}
-    stack = list(roots)
-    while stack:
-        pid = stack.pop()
-        if pid in table:
-            continue
-        st = _stat(pid)
-        if st is None:
-            continue
-        table[pid] = st
-        try:
-            tids = os.listdir(f"{PROC}/{pid}/task") if all_threads else [pid]
-        except OSError:
-            continue
-        for tid in tids:
+class _OpenFiles:
+    """/proc files kept open (at most FD_CACHE), the longest kept closed first. A file opened
+    for a process stays bound to it: once it has exited, reading fails (ESRCH) even if its pid
+    now names another process, and the file is opened again by name."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._fds: dict[tuple[int, str], int] = {}
+
+    def read(self, pid: int, name: str) -> bytes:
+        key = (pid, name)
+        fd = self._fds.get(key)
+        if fd is not None:
             try:
-                stack.extend(int(c) for c in _read(f"{PROC}/{pid}/task/{tid}/children").split())
-            except (OSError, ValueError):
-                continue
-    return table
+                return os.pread(fd, 4096, 0)
+            except OSError as e:
+                self._close(key)
+                if e.errno != errno.ESRCH:
+                    raise
+        fd = os.open(f"{_PROC}/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(fd, 4096, 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fds[key] = fd
+        while len(self._fds) > self.cap:
+            self._close(next(iter(self._fds)))
+        return data
+
+    def _close(self, key: tuple[int, str]) -> None:
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def drop(self, pid: int) -> None:
+        self._close((pid, "stat"))
+        self._close((pid, f"task/{pid}/children"))
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+
+_FILES = _OpenFiles(FD_CACHE)
+
+
+def _statm_rss(pid: int, cached: bool = False) -> int | None:
+    """RSS of one process in bytes, None if gone. A zombie reads 0."""
+    try:
+        data = _FILES.read(pid, "statm") if cached else _read_file(f"{_PROC}/{pid}/statm")
+        return int(data.split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid: int, tid: int, cached: bool) -> bytes:
+    name = f"task/{tid}/children"
+    return _FILES.read(pid, name) if cached and tid == pid else _read_file(f"{_PROC}/{pid}/{name}")
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size of one process in bytes; its RSS where smaps_rollup is missing."""
+    try:
+        with open(f"{_PROC}/{pid}/smaps_rollup", "rb") as f:
+            data = f.read()
+        at = data.index(b"\nPss:")
+        return int(data[at + 5: data.index(b"kB", at)]) * 1024
+    except (OSError, ValueError):
+        st = _stat(pid)
+        return st[2] if st else 0
 
 
 def _table_linux() -> dict[int, tuple[int, float, int]]:
     """pid -> (ppid, cpu seconds, rss bytes) from one pass over /proc."""
     table = {}
-    for entry in os.listdir(PROC):
+    for entry in os.listdir(_PROC):
         if entry.isdigit() and (st := _stat(int(entry))) is not None:
             table[int(entry)] = st
     return table
 
 
-def _table_psutil() -> dict[int, tuple[int, float, int]]:
+def _read_psutil(t: _Track, now: float) -> Sample | None:
     import psutil
 
-    table = {}
-    for p in psutil.process_iter(["ppid", "cpu_times", "memory_info", "status"]):
-        info = p.info
-        if info.get("status") == psutil.STATUS_ZOMBIE or info.get("cpu_times") is None:
+    try:
+        root = psutil.Process(t.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    cpu_s, rss, members = 0.0, 0, set()
+    for p in procs:
+        try:
+            with p.oneshot():
+                if p.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                ct, mi = p.cpu_times(), p.memory_info()
+        except psutil.Error:
             continue
-        ct, mi = info["cpu_times"], info["memory_info"]
-        table[p.pid] = (info["ppid"] or 0, ct.user + ct.system, mi.rss if mi else 0)
-    return table
+        cpu_s += ct.user + ct.system
+        rss += mi.rss
+        members.add(p.pid)
+    if t.pid not in members:
+        return None
+    t.members = members
+    return _finish(t, now, cpu_s, rss)

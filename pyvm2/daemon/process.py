@@ -152,6 +152,7 @@ class ManagedProcess:
         self.removed = False
         self.cpu = 0.0
         self.memory = 0
+        self.memory_measure = "rss"   # or "pss" while the tree's RSS sum is over its limit
         self.lock = asyncio.Lock()
         self._timer: Cancellable | None = None
         self._restart_pending = False   # a restart task or a fired timer waits for the lock
@@ -657,7 +658,7 @@ class ManagedProcess:
             self.run = None
         self.exit_code = run.exit_code
         self._release(run)
-        self.cpu, self.memory = 0.0, 0
+        self.cpu, self.memory, self.memory_measure = 0.0, 0, "rss"
 
     def _release(self, run: spawn.Run) -> None:
         """Let go of what a finished run held: its pipes, its channels, its pid file."""
@@ -727,7 +728,8 @@ class ManagedProcess:
             "pid": run.pid if run is not None else (0 if self.status == Status.STOPPED else None),
             "name": s.name,
             "pm_id": self.pm_id,
-            "monit": {"memory": self.memory if online else 0, "cpu": self.cpu if online else 0},
+            "monit": {"memory": self.memory if online else 0, "cpu": self.cpu if online else 0,
+                      "memory_measure": self.memory_measure},
             "pm2_env": {
                 "name": s.name, "namespace": s.namespace, "status": self.status.value,
                 "restart_time": self.restart_time,

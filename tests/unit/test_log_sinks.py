@@ -160,3 +160,30 @@ def test_log_files_are_never_written_through_a_symlink(tmp_path):
     f.write(b"planted\n")
     assert secret.read_bytes() == b"keep\n"
     assert len(warnings) == 1 and "symbolic link" in warnings[0], warnings
+
+
+def test_an_idle_log_file_is_closed_and_opened_again_by_the_next_write(tmp_path) -> None:
+    from pyvm2.daemon import logs
+
+    path = tmp_path / "app-out.log"
+    f = logs.LogFile(str(path), lambda _m: None)
+    f.write(b"one\n")
+    assert f.fd is not None
+    assert logs.close_idle(idle_s=5.0, now=f.last_write + 1) == 0
+    assert f.fd is not None
+    assert logs.close_idle(idle_s=5.0, now=f.last_write + 5) >= 1
+    assert f.fd is None
+    f.write(b"two\n")
+    assert f.fd is not None
+    assert path.read_bytes() == b"one\ntwo\n"
+    f.close()
+
+
+def test_a_log_file_ending_mid_line_stays_open(tmp_path) -> None:
+    from pyvm2.daemon import logs
+
+    f = logs.LogFile(str(tmp_path / "a.log"), lambda _m: None)
+    f.write(b"prompt> ")
+    logs.close_idle(idle_s=0.0, now=f.last_write + 60)
+    assert f.fd is not None
+    f.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from pyvm2.daemon import policy, spawn, tree
 from pyvm2.daemon.logs import Rotation
-from pyvm2.daemon.monitor import Monitor, Sample
+from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.policy import Trigger
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess, ReloadFailed
 from pyvm2.errors import NotFound, SpawnError
@@ -676,21 +677,21 @@ async def test_restarts_queued_during_the_scan_of_a_stop_run_in_turn_leaving_one
 class _App:
     def __init__(self, pm_id: int, pid: int | None, limit: int | None) -> None:
         self.pm_id, self.pid, self.memory_limit = pm_id, pid, limit
-        self.cpu, self.memory = 0.0, 0
+        self.cpu, self.memory, self.memory_measure = 0.0, 0, "rss"
 
 
 def test_the_monitor_asks_for_a_restart_of_each_tree_over_its_limit():
     asked: list[tuple[int, str]] = []
     m = Monitor(lambda pm_id, reason: asked.append((pm_id, reason)))
     mib = 1024 * 1024
-    over, under, free, moved = (_App(0, 100, 100 * mib), _App(1, 101, 100 * mib),
-                                _App(2, 102, None), _App(3, 999, 1))
-    samples = {0: Sample(12.5, 150 * mib, 2), 1: Sample(1.0, 50 * mib, 1),
-               2: Sample(0.0, 900 * mib, 1), 3: Sample(0.0, 900 * mib, 1)}
-    m.apply([over, under, free, moved], {0: 100, 1: 101, 2: 102, 3: 103}, samples)
-    assert asked == [(0, "memory 150.0M > 100.0M")]
-    assert (over.cpu, over.memory) == (12.5, 150 * mib) and free.memory == 900 * mib
-    assert moved.memory == 0                  # restarted while sampled: not its figures
+    me = os.getpid()       # this test's own process: a real tree of a few MiB at least
+    over, under, free = _App(0, me, 1 * mib), _App(1, me, 1 << 50), _App(2, me, None)
+    gone = _App(3, 2 ** 22 + 1, 1)         # above any pid_max: never a live process
+    m.sample_now([over, under, free, gone])
+    assert [pm_id for pm_id, _ in asked] == [0]
+    assert asked[0][1].startswith("memory ") and asked[0][1].endswith("> 1.0M")
+    assert over.memory > mib and under.memory == free.memory > mib
+    assert under.memory_measure == "rss" and gone.memory == 0
 
 
 def test_before_restart_is_pure_and_only_memory_backs_off():

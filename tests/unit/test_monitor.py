@@ -1,0 +1,76 @@
+"""The monitor's schedule: how soon an app is read again, from its headroom and its growth."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyvm2.daemon import monitor
+from pyvm2.daemon.monitor import GROWTH_BOUND, LAG_S, MAX_S, MIN_S, SLOW_S, next_interval
+
+MB = 1000 * 1000
+
+
+def test_an_app_without_a_limit_is_read_slowly():
+    assert next_interval(50 * MB, None, 0.0) == SLOW_S
+    assert next_interval(50 * MB, None, 10 * MB, slow_s=40.0) == 40.0
+
+
+def test_a_steady_app_far_below_its_limit_is_read_every_few_seconds():
+    assert next_interval(1 * MB, 1000 * MB, 0.0) == pytest.approx(LAG_S + 999 * MB / GROWTH_BOUND)
+    assert next_interval(1 * MB, 100_000 * MB, 0.0) == MAX_S
+
+
+@pytest.mark.parametrize("rate", [10 * MB, 100 * MB, GROWTH_BOUND])
+def test_growth_up_to_the_bound_is_seen_within_the_lag_of_crossing(rate):
+    """Simulated: an app idle at 10 MB, then growing at `rate` until read over its limit."""
+    limit, memory, t, start = 300 * MB, 10 * MB, 0.0, 7.3
+    prev = None
+    while True:
+        grown = max(0.0, t - start) * rate
+        memory = 10 * MB + grown
+        if memory > limit:
+            crossed = start + (limit - 10 * MB) / rate
+            assert t - crossed <= LAG_S + MIN_S
+            return
+        growth = 0.0 if prev is None else max(0.0, (memory - prev[0]) / (t - prev[1]))
+        prev = (memory, t)
+        t += next_interval(int(memory), limit, growth)
+
+
+def test_over_the_limit_is_read_again_at_once():
+    assert next_interval(200 * MB, 100 * MB, 0.0) == MIN_S
+
+
+def test_pss_of_a_live_process_is_at_most_its_rss():
+    import os
+
+    st = monitor._stat(os.getpid())
+    assert st is not None
+    pss = monitor._pss(os.getpid())
+    assert 0 < pss <= st[2] + 4096 * 64
+
+
+def test_a_kept_file_of_an_exited_process_is_never_read_for_its_pids_next_owner():
+    import subprocess
+
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        assert monitor._stat(p.pid, cached=True)
+        assert (p.pid, "stat") in monitor._FILES._fds
+    finally:
+        p.kill()
+        p.wait()
+    assert monitor._stat(p.pid, cached=True) is None
+    assert (p.pid, "stat") not in monitor._FILES._fds
+
+
+def test_kept_files_are_bounded():
+    files = monitor._OpenFiles(cap=2)
+    import os
+
+    for name in ("stat", "statm", "status"):
+        files.read(os.getpid(), name)
+    assert len(files) == 2 and (os.getpid(), "stat") not in files._fds   # the oldest went
+    files.read(os.getpid(), "stat")
+    files.drop(os.getpid())
+    assert list(files._fds) == [(os.getpid(), "status")]
