@@ -265,8 +265,16 @@ def reset(targets: Targets = None) -> None:
     print_table(res["list"])
 
 
-def _list() -> None:
-    quick.list_apps()
+def _list(
+    sort: Annotated[str | None, typer.Option("--sort", help="name, id, pid, uptime, status, cpu, memory, restarts, namespace; :desc to reverse")] = None,
+    mini: Annotated[bool, typer.Option("--mini-list", "-m", help="pm2's minimal form, one block per process")] = False,
+) -> None:
+    if sort or mini:
+        from pyvm2.cli.more import show_list
+
+        show_list(sort, mini)
+    else:
+        quick.list_apps()
 
 
 app.command("list", help="List apps (aliases: ls, status, l, ps).")(_list)
@@ -459,3 +467,6 @@ def monit() -> None:
     from pyvm2.cli.monit import run
 
     run(_client())
+
+
+from pyvm2.cli import more  # noqa: E402,F401  (registers more commands on app)
