@@ -3,6 +3,9 @@ Node-only flags accepted and ignored, and options whose value may be left out.""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 VERSION_FLAGS = frozenset({"-v", "-V", "--version"})
 
 #: pm2 flags that only mean something to Node or to pm2.io; accepted anywhere and ignored.
@@ -14,11 +17,30 @@ IGNORED = frozenset({
 #: Ignored flags that take a value (the value goes too).
 IGNORED_WITH_VALUE = frozenset({"--deep-monitoring", "--instance-var"})
 
-#: command -> option -> the value it gets when written without one (commander's `[value]`).
-OPTIONAL_VALUE: dict[str, dict[str, str]] = {
-    "start": {"-l": "", "--log": ""},
-    "restart": {"-l": "", "--log": ""},
-    "logs": {"--timestamp": "YYYY-MM-DD-HH:mm:ss", "--highlight": ""},
+_DATE_FORMAT = re.compile(r"YY|MM|DD|HH|hh|mm|ss|SSS|^[Xx]$")
+_SCRIPT = (".py", ".js", ".cjs", ".mjs", ".php", ".sh", ".rb", ".pl", ".json", ".json5", ".yml",
+           ".yaml", ".ts")
+
+
+def _any(word: str) -> bool:
+    return True
+
+
+def _date_format(word: str) -> bool:
+    return bool(_DATE_FORMAT.search(word))
+
+
+def _not_a_script(word: str) -> bool:
+    return not word.endswith(_SCRIPT) and word != "-"
+
+
+#: command -> option -> (the value it gets when written without one, whether the next word is its
+#: value). As commander's `[value]`, with one refinement: a word that is plainly something else (a
+#: script after -l, a target after --timestamp) is not swallowed.
+OPTIONAL_VALUE: dict[str, dict[str, tuple[str, Callable[[str], bool]]]] = {
+    "start": {"-l": ("", _not_a_script), "--log": ("", _not_a_script),
+              "--filter-env": ("", _not_a_script)},
+    "logs": {"--timestamp": ("YYYY-MM-DD-HH:mm:ss", _date_format), "--highlight": ("", _any)},
 }
 #: Commands pm2 spells differently, rewritten before parsing.
 RENAMED = {"log": "logs"}
@@ -68,9 +90,10 @@ def rewrite(argv: list[str]) -> Parsed:
         rewritten: list[str] = []
         for i, a in enumerate(kept):
             if a in optional:
+                default, takes = optional[a]
                 nxt = kept[i + 1] if i + 1 < len(kept) else None
-                if nxt is None or nxt.startswith("-"):
-                    a = f"{_long_of(command or '', a)}={optional[a]}"
+                if nxt is None or nxt.startswith("-") or not takes(nxt):
+                    a = f"{_long_of(command or '', a)}={default}"
             rewritten.append(a)
         kept = rewritten
     out.argv = kept

@@ -40,12 +40,20 @@ def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
 
     names: list[str] = []
     loaded = None
+    procs: list[dict] | None = None
     for t in targets:
-        if ecosystem.is_ecosystem_file(t) and os.path.isfile(t):
-            loaded = ecosystem.load(t, base_env=_base_env())
+        if t == "-" or ecosystem.is_ecosystem_file(t) and os.path.isfile(t):
+            loaded = ecosystem.loads(_stdin_text()) if t == "-" else ecosystem.load(t, base_env=_base_env())
             for w in loaded.warnings:
                 cli.warn(w)
             names.extend(a.name for a in loaded.apps)
+        elif os.path.isfile(t) and not t.isdigit():
+            # pm2: a script's path stands for the apps running it (`pyvm2 stop echo.py`)
+            if procs is None:
+                procs = _client().call("list")
+            path = os.path.abspath(t)
+            by_script = [p["name"] for p in procs if p.get("pm2_env", {}).get("pm_exec_path") == path]
+            names.extend(dict.fromkeys(by_script) if by_script else [t])
         else:
             names.append(t)
     return names, loaded
@@ -96,6 +104,10 @@ def start(
     time_: Annotated[bool, typer.Option("--time", help="prefix log lines with the time")] = False,
     merge_logs: Annotated[bool, typer.Option("--merge-logs")] = False,
     pid: Annotated[str | None, typer.Option("--pid", "-p", help="pid file")] = None,
+    log_type: Annotated[str | None, typer.Option("--log-type", help="json: one JSON object per log line")] = None,
+    disable_logs: Annotated[bool, typer.Option("--disable-logs", help="write no log files")] = False,
+    treekill: Annotated[bool, typer.Option("--treekill/--no-treekill", help="on stop, signal the whole process tree (default) or the main process only")] = True,
+    filter_env: Annotated[list[str] | None, typer.Option("--filter-env", help="drop inherited variables whose names contain this (all of them when empty)")] = None,
 ) -> None:
     from pyvm2 import ecosystem
     from pyvm2 import spec as specmod
@@ -113,8 +125,16 @@ def start(
         "restart_delay": restart_delay, "exp_backoff_restart_delay": exp_backoff_restart_delay,
         "max_restarts": max_restarts, "min_uptime": min_uptime, "kill_timeout": kill_timeout,
         "kill_signal": kill_signal, "cron_restart": cron, "out_file": output, "error_file": error,
-        "log_file": log, "log_date_format": log_date_format, "pid_file": pid,
+        "log_file": True if log == "" else log, "log_date_format": log_date_format, "pid_file": pid,
+        "log_type": log_type,
     }
+    if disable_logs:
+        flags["disable_logs"] = True
+    if not treekill:
+        flags["treekill"] = False
+    if filter_env is not None:
+        names = [n for n in _split_list(filter_env) or [] if n]
+        flags["filter_env"] = names or True
     if stop_exit_codes:
         flags["stop_exit_codes"] = [int(c) if c.lstrip("-").isdigit() else c for c in _split_list(stop_exit_codes) or []]
     if watch_delay is not None:
@@ -135,11 +155,15 @@ def start(
     client = None
 
     first = targets[0]
-    if ecosystem.is_ecosystem_file(first) and (os.path.exists(first) or len(targets) == 1):
+    if first == "-" or ecosystem.is_ecosystem_file(first) and (os.path.exists(first) or len(targets) == 1):
         apps = []
         for path in targets:
-            loaded = ecosystem.load(path, env_name=env, only=_split_list(only), cwd_override=cwd,
-                                    base_env=base_env)
+            if path == "-":
+                loaded = ecosystem.loads(_stdin_text(), env_name=env, only=_split_list(only),
+                                         cwd_override=cwd, base_env=base_env)
+            else:
+                loaded = ecosystem.load(path, env_name=env, only=_split_list(only), cwd_override=cwd,
+                                        base_env=base_env)
             for w in loaded.warnings:
                 cli.warn(w)
             apps.extend(loaded.apps)
@@ -152,25 +176,32 @@ def start(
         if env:
             raise UsageError("--env needs an ecosystem file",
                              "put env_<NAME> in an ecosystem file, or set variables in the shell")
-        if len(targets) > 1:
-            raise UsageError("start takes one script at a time; pass its arguments after --",
+        missing = [t for t in targets[1:] if not _looks_like_script(t)]
+        if missing:
+            raise UsageError(f"{missing[0]}: no such script; start takes scripts, and a script's "
+                             "own arguments go after --",
                              f"pyvm2 start {first} -- {' '.join(targets[1:])}")
-        raw = dict(flags)
-        script = os.path.expanduser(first)
-        if os.path.exists(script):
-            script = os.path.abspath(script)
-        raw["script"] = script
-        if cwd is not None:
-            raw["cwd"] = cwd
-        if cli.SCRIPT_ARGS is not None:
-            raw["args"] = list(cli.SCRIPT_ARGS)
-        warnings: list[str] = []
-        spec = specmod.from_options(raw, base_dir=os.getcwd(), origin="command line",
-                                    base_env=base_env, warn=warnings.append, cli_script=True)
-        for w in warnings:
-            cli.warn(w)
+        if len(targets) > 1 and name:
+            raise UsageError("--name names one app, but several scripts were given",
+                             "start them one at a time, each with its --name")
+        specs = []
+        for target in targets:
+            raw = dict(flags)
+            script = os.path.expanduser(target)
+            if os.path.exists(script):
+                script = os.path.abspath(script)
+            raw["script"] = script
+            if cwd is not None:
+                raw["cwd"] = cwd
+            if cli.SCRIPT_ARGS is not None:
+                raw["args"] = list(cli.SCRIPT_ARGS)
+            warnings: list[str] = []
+            specs.append(specmod.from_options(raw, base_dir=os.getcwd(), origin="command line",
+                                              base_env=base_env, warn=warnings.append, cli_script=True))
+            for w in warnings:
+                cli.warn(w)
         client = _client()
-        res = client.call("start", {"apps": [spec.to_dict()], "base_env": base_env,
+        res = client.call("start", {"apps": [spec.to_dict() for spec in specs], "base_env": base_env,
                                     "from_file": False}, timeout=None)
     else:
         client = _client()
@@ -182,6 +213,15 @@ def start(
     _report(res["actions"])
     print_table(res["list"])
     _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})
+
+
+def _stdin_text() -> str:
+    import sys
+
+    if sys.stdin.isatty():
+        raise UsageError("`-` reads an ecosystem (JSON or YAML) from standard input, which is a terminal",
+                         "cat ecosystem.json | pyvm2 start -")
+    return sys.stdin.read()
 
 
 def _looks_like_script(t: str) -> bool:
@@ -302,21 +342,52 @@ for _alias in ("show", "desc", "info"):
 
 @app.command(help="Show and follow app logs.")
 def logs(
-    target: Annotated[str | None, typer.Argument(help="name, id, namespace or all")] = None,
+    targets: Annotated[list[str] | None, typer.Argument(help="names, ids, namespaces, /regex/ or all")] = None,
     lines: Annotated[int, typer.Option("--lines", help="lines to show from each file")] = 15,
     nostream: Annotated[bool, typer.Option("--nostream", help="print the last lines and exit")] = False,
     err: Annotated[bool, typer.Option("--err", help="only stderr")] = False,
     out: Annotated[bool, typer.Option("--out", help="only stdout")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="no prefixes")] = False,
-    timestamp: Annotated[bool, typer.Option("--timestamp", help="prefix streamed lines with the time")] = False,
+    timestamp: Annotated[str | None, typer.Option("--timestamp", help="prefix streamed lines with the time; an optional dayjs format (default YYYY-MM-DD-HH:mm:ss)")] = None,
+    highlight: Annotated[str | None, typer.Option("--highlight", help="highlight this text")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="one JSON object per line (pm2's shape)")] = False,
+    format_: Annotated[bool, typer.Option("--format", help="key=value lines: timestamp= app= id= type= message=")] = False,
 ) -> None:
-    from pyvm2.cli.logview import show_logs
+    from pyvm2.cli.logview import Style, show_logs
 
+    wanted = list(targets or ["all"])
     client = _client()
-    procs = client.call("targets", {"targets": [target or "all"]})
-    show_logs(procs, target=target or "all", daemon_log=str(client.home.log), lines=lines,
+    procs = _log_targets(client, wanted)
+    label = "all" if "all" in wanted else ",".join(wanted)
+    kind = "json" if json_ else "format" if format_ else "raw" if raw else "plain"
+    style = Style(kind, timestamp or None, highlight or None, cli.use_color())
+    show_logs(procs, target=label, daemon_log=str(client.home.log), lines=lines,
               follow=not nostream, want_out=not err, want_err=not out, raw=raw,
-              timestamp=timestamp, color=cli.use_color())
+              timestamp=timestamp, color=style.color, style=style)
+
+
+def _log_targets(client: Any, wanted: list[str]) -> list[dict]:
+    """Processes for `logs`: names, ids, namespaces and `all` as elsewhere, plus /regex/ on names."""
+    import re
+
+    found: dict[int, dict] = {}
+    plain = [t for t in wanted if not (len(t) > 2 and t.startswith("/") and t.endswith("/"))]
+    if plain:
+        for p in client.call("targets", {"targets": plain}):
+            found[p["pm_id"]] = p
+    for t in wanted:
+        if t in plain:
+            continue
+        try:
+            pattern = re.compile(t[1:-1])
+        except re.error as e:
+            raise UsageError(f"{t}: not a regular expression ({e})", "e.g. pyvm2 logs '/^api-/'", code=2) from None
+        matched = [p for p in client.call("list") if pattern.search(p["name"])]
+        if not matched:
+            raise NotFound(f"no process name matches {t}", "see the names with: pyvm2 list")
+        for p in matched:
+            found[p["pm_id"]] = p
+    return sorted(found.values(), key=lambda p: p["pm_id"])
 
 
 @app.command(help="Empty log files (all apps, or the given ones).")
