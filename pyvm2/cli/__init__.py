@@ -10,11 +10,13 @@ from pyvm2.errors import Pyvm2Error
 
 #: Everything after `--` on the command line: the script's own arguments.
 SCRIPT_ARGS: list[str] | None = None
+#: `--no-color` was given (kept here, not in NO_COLOR, so that apps started now do not inherit it).
+NO_COLOR = False
 
 
 def use_color(stream: Any = None) -> bool:
     stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR"):
+    if NO_COLOR or os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
@@ -48,7 +50,7 @@ def fail(err: Pyvm2Error) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global SCRIPT_ARGS
+    global SCRIPT_ARGS, NO_COLOR
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" in argv:
         cut = argv.index("--")
@@ -69,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
 
             print(__version__)
             return
-        if parsed.no_color:
-            os.environ["NO_COLOR"] = "1"
+        NO_COLOR = parsed.no_color
         if parsed.silent:
             sys.stdout = open(os.devnull, "w")
         from pyvm2.cli.dispatch import run

@@ -188,3 +188,23 @@ def test_sample_ecosystem_files_load(tmp_path, text):
     loaded = ecosystem.load(str(path))
     assert [a.name for a in loaded.apps] == ["app"] and not loaded.warnings
     assert loaded.apps[0].script == str(tmp_path / "app.py")
+
+
+# ---- monit keeps stderr in view -----------------------------------------------------------------
+
+def test_monit_keeps_error_lines_visible_under_a_chatty_stdout(tmp_path):
+    import os
+
+    from pyvm2.cli.monit import _log_text, _LogCache
+
+    err, out = tmp_path / "e.log", tmp_path / "o.log"
+    err.write_text("Traceback (most recent call last):\nValueError: boom\n")
+    out.write_text("".join(f"line {i}\n" for i in range(50)))
+    os.utime(err, (1, 1))
+    proc = {"pm2_env": {"pm_out_log_path": str(out), "pm_err_log_path": str(err)}}
+    shown = _LogCache().lines(proc, 6)
+    assert len(shown) == 6
+    assert shown[:2] == (("Traceback (most recent call last):", True), ("ValueError: boom", True))
+    assert [t for t, _e in shown[2:]] == ["line 46", "line 47", "line 48", "line 49"]
+    assert _log_text("boom", True).plain.startswith("! ")
+    assert _log_text("fine", False).plain.startswith("▍ ")
