@@ -114,10 +114,12 @@ def start(
 
     targets = list(targets or [])
     if not targets:
-        if os.path.exists("ecosystem.config.js"):
-            targets = ["ecosystem.config.js"]
-        else:
-            raise UsageError("nothing to start", "pyvm2 start ecosystem.json | pyvm2 start app.py --name app")
+        # pm2 looks for ecosystem.config.js; `pyvm2 init` writes ecosystem.config.json5
+        default = next((f for f in ("ecosystem.config.js", "ecosystem.config.json5") if os.path.exists(f)), None)
+        if default is None:
+            raise UsageError("nothing to start", "pyvm2 start ecosystem.json | pyvm2 start app.py --name app | "
+                             "pyvm2 init (writes a sample ecosystem file)")
+        targets = [default]
     flags: dict[str, Any] = {
         "name": name, "namespace": namespace, "instances": instances, "interpreter": interpreter,
         "interpreter_args": interpreter_args, "max_memory_restart": max_memory_restart,

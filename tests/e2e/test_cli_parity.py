@@ -115,7 +115,7 @@ def test_init_writes_a_sample_once(pv: Pyvm2) -> None:
     before = path.read_text()
     r = pv.run("ecosystem", "simple")
     assert r.code == 1 and "already exists" in r.err.splitlines()[0] and path.read_text() == before
-    pv.ok("start", "ecosystem.config.json5")
+    pv.ok("start")  # finds ecosystem.config.json5, as pm2 finds ecosystem.config.js
     pv.wait_status("app", "online")
     pv.ok("delete", "all")
     path.unlink()
