@@ -372,7 +372,8 @@ def report_lines() -> list[str]:
              f"os              : {_os_name()}",
              f"container       : {_container()}",
              f"user            : {_user()} (uid {os.getuid()})",
-             f"PYVM2_HOME      : {home.root}"]
+             f"PYVM2_HOME      : {home.root}",
+             f"config.json     : {_settings(str(home.config))}"]
     try:
         client.connect(autostart=False, check_version=False)
         ping = client.call("ping", timeout=10)
@@ -415,6 +416,13 @@ def report_lines() -> list[str]:
     lines += ["", f"daemon log ({home.log}), last lines:"]
     lines += [f"  {ln}" for ln in _tail(home.log, 20).splitlines()]
     return lines
+
+
+def _settings(path: str) -> str:
+    text = _read(path)
+    if text is None:
+        return "none (defaults)"
+    return " ".join(text.split())[:200]
 
 
 def _limit(n: int) -> str:

@@ -153,6 +153,10 @@ def test_completion(pv: Pyvm2) -> None:
     pv.ok("start", fixture("ticker.py"), "--name", "web-api")
     assert complete("pyvm2 restart web") == ["web-api"]
     assert {"all", "web-api", "0"} <= set(complete("pyvm2 logs "))
+    zsh = subprocess.run([PYTHON, "-m", "pyvm2"], capture_output=True, timeout=60, cwd=str(pv.workdir),
+                         env=dict(pv.env, _TYPER_COMPLETE_ARGS="pyvm2 stop w",
+                                  _PYVM2_COMPLETE="complete_zsh"))
+    assert '"web-api"' in zsh.stdout.decode(), zsh
 
 
 def test_start_forms_and_flags(pv: Pyvm2) -> None:
