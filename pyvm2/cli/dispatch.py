@@ -32,6 +32,8 @@ def run(argv: list[str]) -> None:
     from pyvm2.cli.commands import app
 
     group = typer.main.get_command(app)
+    if not argv and not os.environ.get("_PYVM2_COMPLETE"):
+        argv = ["--help"]
     if os.environ.get("_PYVM2_COMPLETE"):
         from pyvm2.cli.more import enable_target_completion
 
