@@ -33,7 +33,8 @@ def run(argv: list[str]) -> None:
 
     group = typer.main.get_command(app)
     if not argv and not os.environ.get("_PYVM2_COMPLETE"):
-        argv = ["--help"]
+        group.main(args=["--help"], prog_name="pyvm2", standalone_mode=False)
+        sys.exit(1)  # as pm2: a bare `pm2` is not a successful command
     if os.environ.get("_PYVM2_COMPLETE"):
         from pyvm2.cli.more import enable_target_completion
 

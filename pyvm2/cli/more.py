@@ -279,8 +279,6 @@ SAMPLE_FULL = """\
 def init(
     mode: Annotated[str | None, typer.Argument(help="`simple` for a minimal file")] = None,
 ) -> None:
-    if mode not in (None, "simple"):
-        raise UsageError(f"unknown mode {mode!r}", "pyvm2 init, or pyvm2 init simple", code=2)
     path = os.path.abspath(SAMPLE_NAME)
     text = SAMPLE_SIMPLE if mode == "simple" else SAMPLE_FULL
     try:

@@ -33,6 +33,8 @@ def test_version_flags_and_help(pv: Pyvm2) -> None:
     for flag in ("-v", "-V", "--version"):
         assert pv.ok(flag).out.strip() == __version__
     assert "--version" in pv.ok("--help").out
+    bare = pv.run()
+    assert bare.code == 1 and "Commands" in bare.out, bare  # as pm2: help, but not a success
 
 
 def test_unknown_commands_and_flags_lead_somewhere(pv: Pyvm2) -> None:
