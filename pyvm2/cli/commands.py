@@ -108,6 +108,7 @@ def start(
     disable_logs: Annotated[bool, typer.Option("--disable-logs", help="write no log files")] = False,
     treekill: Annotated[bool, typer.Option("--treekill/--no-treekill", help="on stop, signal the whole process tree (default) or the main process only")] = True,
     filter_env: Annotated[list[str] | None, typer.Option("--filter-env", help="drop inherited variables whose names contain this (all of them when empty)")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="a script already running is restarted with these options (pyvm2 runs one app per name)")] = False,
 ) -> None:
     from pyvm2 import ecosystem
     from pyvm2 import spec as specmod
@@ -204,7 +205,13 @@ def start(
                 cli.warn(w)
         client = _client()
         res = client.call("start", {"apps": [spec.to_dict() for spec in specs], "base_env": base_env,
-                                    "from_file": False}, timeout=None)
+                                    "from_file": force}, timeout=None)
+        same = [a for a in res["actions"] if a["action"] == "unchanged"]
+        if same:
+            again = client.call("restart", {"targets": [str(a["pm_id"]) for a in same]}, timeout=None)
+            for a in same:
+                a["action"] = "restarted"
+            res["list"] = again["list"]
     else:
         client = _client()
         try:
