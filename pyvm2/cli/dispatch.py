@@ -31,7 +31,7 @@ def run(argv: list[str]) -> None:
 
     from pyvm2.cli.commands import app
 
-    group = typer.main.get_command(app)
+    group: Any = typer.main.get_command(app)
     if not argv and not os.environ.get("_PYVM2_COMPLETE"):
         group.main(args=["--help"], prog_name="pyvm2", standalone_mode=False)
         sys.exit(1)  # as pm2: a bare `pm2` is not a successful command

@@ -99,8 +99,8 @@ def render_mini(procs: Sequence[Mapping[str, Any]], now_ms: float | None = None)
 def show_list(sort: str | None, mini: bool) -> None:
     from pyvm2.cli.quick import print_table
 
-    procs = _client().call("list")
-    ordered = sort_procs(procs, sort) if sort else procs
+    procs: list[dict] = _client().call("list")
+    ordered: list[Any] = sort_procs(procs, sort) if sort else procs
     if mini:
         if not sort:
             ordered = sort_procs(procs, "name")
