@@ -47,6 +47,10 @@ def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
             for w in loaded.warnings:
                 cli.warn(w)
             names.extend(a.name for a in loaded.apps)
+        elif _is_regex(t):
+            if procs is None:
+                procs = _client().call("list")
+            names.extend(dict.fromkeys(p["name"] for p in _regex_match(procs, t)))
         elif os.path.isfile(t) and not t.isdigit():
             # pm2: a script's path stands for the apps running it (`pyvm2 stop echo.py`)
             if procs is None:
@@ -57,6 +61,24 @@ def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
         else:
             names.append(t)
     return names, loaded
+
+
+def _is_regex(t: str) -> bool:
+    return len(t) > 2 and t.startswith("/") and t.endswith("/")
+
+
+def _regex_match(procs: list[dict], t: str) -> list[dict]:
+    """pm2's `/regex/` target: the processes whose name it matches (searched, not anchored)."""
+    import re
+
+    try:
+        pattern = re.compile(t[1:-1])
+    except re.error as e:
+        raise UsageError(f"{t}: not a regular expression ({e})", "e.g. pyvm2 stop '/^api-/'", code=2) from None
+    matched = [p for p in procs if pattern.search(p["name"])]
+    if not matched:
+        raise NotFound(f"no process name matches {t}", "see the names with: pyvm2 list")
+    return matched
 
 
 def _report(actions: list[dict]) -> None:
@@ -377,24 +399,15 @@ def logs(
 
 def _log_targets(client: Any, wanted: list[str]) -> list[dict]:
     """Processes for `logs`: names, ids, namespaces and `all` as elsewhere, plus /regex/ on names."""
-    import re
-
     found: dict[int, dict] = {}
-    plain = [t for t in wanted if not (len(t) > 2 and t.startswith("/") and t.endswith("/"))]
+    plain = [t for t in wanted if not _is_regex(t)]
     if plain:
         for p in client.call("targets", {"targets": plain}):
             found[p["pm_id"]] = p
-    for t in wanted:
-        if t in plain:
-            continue
-        try:
-            pattern = re.compile(t[1:-1])
-        except re.error as e:
-            raise UsageError(f"{t}: not a regular expression ({e})", "e.g. pyvm2 logs '/^api-/'", code=2) from None
-        matched = [p for p in client.call("list") if pattern.search(p["name"])]
-        if not matched:
-            raise NotFound(f"no process name matches {t}", "see the names with: pyvm2 list")
-        for p in matched:
+    regexes = [t for t in wanted if t not in plain]
+    every = client.call("list") if regexes else []
+    for t in regexes:
+        for p in _regex_match(every, t):
             found[p["pm_id"]] = p
     return sorted(found.values(), key=lambda p: p["pm_id"])
 

@@ -224,6 +224,10 @@ def test_logs_forms(pv: Pyvm2) -> None:
     pv.ok("restart", "other")
     assert _read_until(stream, re.compile(r'"type": "process_event", "status": "online", '
                                           r'"app_name": "other"'))
+    pv.ok("stop", "/^t/")  # pm2's regex targets work for the actions too
+    assert (pv.status("tick"), pv.status("third"), pv.status("other")) == \
+        (["stopped"], ["stopped"], ["online"])
+    assert pv.run("restart", "/^zz/").code == 1
 
 
 def _read_until(proc: subprocess.Popen, pattern: re.Pattern, timeout: float = 20.0) -> str | None:
