@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import fcntl
 import json
 import math
 import os
 import platform
+import pty
 import shlex
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import traceback
 import uuid
@@ -49,6 +53,7 @@ SIZES: dict[str, dict] = {
         log_bytes=5 * MB, log_reps=1, watch_bursts=1, watch_ready_s=1.0, watch_count_s=1.5,
         mem_reps=1, mem_timeout_s=5.0,
         scale_apps=50, scale_list_reps=3, scale_idle_s=2.0, scale_all_managers=False,
+        monit_s=2.0,
     ),
     "full": dict(
         list_apps=10, list_reps=20, cold_apps=100, cold_reps=3, idle_s=30.0,
@@ -56,6 +61,7 @@ SIZES: dict[str, dict] = {
         log_bytes=200 * MB, log_reps=3, watch_bursts=5, watch_ready_s=2.0, watch_count_s=3.0,
         mem_reps=3, mem_timeout_s=45.0,
         scale_apps=1000, scale_list_reps=10, scale_idle_s=10.0, scale_all_managers=True,
+        monit_s=10.0,
     ),
 }
 MEMORY_LIMIT = "100M"
@@ -177,6 +183,15 @@ def count_markers(d: Path) -> int:
         return sum(1 for n in os.listdir(d) if not n.endswith(".tmp"))
     except OSError:
         return 0
+
+
+def _drain_pty(fd: int) -> None:
+    """Read and drop a terminal's output, so the program drawing on it never blocks."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
 
 
 def last_marker(d: Path, n: int) -> float | None:
@@ -671,6 +686,7 @@ ROWS: list[Row] = [
     Row("scale_fds", "{scale_apps} apps: daemon open fds", "count", 0),
     Row("scale_idle", "{scale_apps} apps: daemon CPU idle, {scale_idle_s:.0f} s", "% core", 2),
     Row("scale_delete", "{scale_apps} apps: delete all", "s", 2),
+    Row("monit_idle", "monit open on 3 idle apps, {monit_s:.0f} s: its own CPU", "% core", 2),
 ]
 ROW_BY_KEY = {r.key: r for r in ROWS}
 
@@ -746,6 +762,7 @@ TARGETS: list[Target] = [
     abs_target("memory", 1.5, "<=1.5 s"),
     floor_target("scale_list", "list", 3.0, "<=3x the {list_apps}-app list"),
     abs_target("scale_rss", 60.0, "<=60 MiB"),
+    abs_target("monit_idle", 5.0, "<5% of a core"),
 ]
 
 
@@ -1232,6 +1249,46 @@ class Bench:
                 except BenchError as e:
                     m.broken = f"delete failed: {e}"
 
+    def phase_monit(self) -> None:
+        """pyvm2 monit in a pseudo-terminal, left alone: what its refresh loop costs."""
+        window = self.size["monit_s"]
+        for m in self.managers:
+            if m.key != "pyvm2":
+                self.na("monit_idle", m.key, "pyvm2 monit only")
+                continue
+
+            def go(m: Manager = m) -> None:
+                apps, markers = self.sleepers(m, "mon", 3)
+                m.start(apps, 120)
+                wait_for(lambda: last_marker(markers, 3), 60, "3 apps online")
+                master, slave = pty.openpty()
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+                env = {**m.env, "TERM": "xterm-256color"}
+                proc = subprocess.Popen(m.cli + ["monit"], stdin=slave, stdout=slave, stderr=slave,
+                                        env=env, cwd=neutral_cwd(), start_new_session=True)
+                os.close(slave)
+                self.reaper.track(proc.pid)
+                drain = Background(lambda: _drain_pty(master))
+                try:
+                    time.sleep(2)  # the first frames are drawn
+                    if proc.poll() is not None:
+                        raise BenchError(f"monit exited with {proc.returncode}")
+                    c0, w0 = cpu_seconds([proc.pid]), time.monotonic()
+                    time.sleep(window)
+                    c1, w1 = cpu_seconds([proc.pid]), time.monotonic()
+                    self.put("monit_idle", m.key, (c1 - c0) / (w1 - w0) * 100)
+                finally:
+                    try:
+                        os.write(master, b"q")
+                        proc.wait(timeout=10)
+                    except (OSError, subprocess.TimeoutExpired):
+                        proc.kill()
+                        proc.wait()
+                    drain.thread.join(5)  # the terminal closed with monit: the reader ends
+                    os.close(master)
+
+            self.phase("monit idle", ["monit_idle"], m, go)
+
     # ---- the whole run ----------------------------------------------------------------------
     def measure(self) -> None:
         for key, why in self.missing.items():
@@ -1247,6 +1304,7 @@ class Bench:
         self.phase_memory()
         self.phase_scale_floor()
         self.phase_scale()
+        self.phase_monit()
         py = next((m for m in self.managers if m.key == "pyvm2"), None)
         if py is not None and getattr(py, "source", None) and self.digest_start:
             if source_digest(py.source) != self.digest_start:

@@ -7,11 +7,12 @@ import os
 import socket
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 from pyvm2 import __version__, protocol
-from pyvm2.errors import DaemonError, NotFound, Pyvm2Error
+from pyvm2.errors import DaemonError, DaemonNotRunning, NotFound, Pyvm2Error
 from pyvm2.paths import Home
+from pyvm2.tail import tail_lines
 
 #: How long a CLI waits for a daemon it started to accept connections.
 START_DEADLINE_S = 15.0
@@ -21,7 +22,7 @@ class Client:
     def __init__(self, home: Home | None = None) -> None:
         self.home = home or Home.from_env()
         self.sock: socket.socket | None = None
-        self._file = None
+        self._file: IO[bytes] | None = None
         self._next_id = 1
         self.spawned = False
         self.daemon_version: str | None = None
@@ -51,7 +52,7 @@ class Client:
         self.home.ensure()
         if not self._try_connect():
             if not autostart:
-                raise DaemonError("the pyvm2 daemon is not running", "any command that needs it starts it, e.g. pyvm2 list")
+                raise DaemonNotRunning("the pyvm2 daemon is not running", "any command that needs it starts it, e.g. pyvm2 list")
             self._spawn_daemon()
         hello = self.call("hello", {"version": __version__, "protocol": protocol.PROTOCOL_VERSION},
                           timeout=10)
@@ -59,7 +60,7 @@ class Client:
         if check_version and self.daemon_version != __version__:
             raise DaemonError(
                 f"the running pyvm2 daemon is version {self.daemon_version}, this command is {__version__}",
-                "run `pyvm2 kill` and repeat the command to start the new version")
+                "run `pyvm2 update` to replace it by this version (the apps keep running)")
         return self
 
     def _spawn_daemon(self) -> None:
@@ -96,15 +97,18 @@ class Client:
             self.sock = None
 
     # ---- requests ------------------------------------------------------------------------
-    def call(self, cmd: str, args: dict | None = None, timeout: float | None = 60.0) -> Any:
+    def call(self, cmd: str, args: dict[str, Any] | None = None,
+             timeout: float | None = 60.0) -> Any:
+        """Send `cmd` (its arguments checked against `protocol.COMMANDS`), return the reply's data."""
+        protocol.command(cmd).check_args(args or {})   # a CLI bug shows before any connection
         if self.sock is None:
             self.connect()
         assert self.sock is not None and self._file is not None
-        rid = self._next_id
+        request = protocol.request(self._next_id, cmd, args)
         self._next_id += 1
         self.sock.settimeout(timeout)
         try:
-            self.sock.sendall(protocol.request(rid, cmd, args))
+            self.sock.sendall(request)
             line = self._file.readline()
         except TimeoutError:
             raise DaemonError(f"the daemon did not answer `{cmd}` within {timeout:.0f}s",
@@ -127,15 +131,9 @@ class Client:
                   code=int(err.get("exit_code") or 1))
 
 
-def _tail(path: os.PathLike | str, n: int = 10) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = f.read().decode(errors="replace").splitlines()[-n:]
-        return "\n".join(lines)
-    except OSError:
-        return "(no log)"
+def _tail(path: os.PathLike[str] | str, n: int = 10) -> str:
+    lines = tail_lines(path, n, max_bytes=64 * 1024)
+    return "\n".join(ln.decode(errors="replace").rstrip("\r") for ln in lines) or "(no log)"
 
 
 def daemon_pid(home: Home) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class Pyvm2Error(Exception):
     """An error the CLI shows as one red line plus a hint, then exits with `code`."""
@@ -14,10 +16,6 @@ class Pyvm2Error(Exception):
         self.hint = hint
         if code is not None:
             self.code = code
-
-    def to_wire(self) -> dict:
-        return {"code": self.code, "message": self.message, "hint": self.hint,
-                "kind": type(self).__name__}
 
 
 class ConfigError(Pyvm2Error):
@@ -42,6 +40,28 @@ class ConfigError(Pyvm2Error):
         self.detail = message
 
 
+class ConfigErrors(ConfigError):
+    """Several problems at once: shown as the first, with the count in the hint; all in `errors`."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        first = errors[0]
+        more = len(errors) - 1
+        extra = f"(and {more} more error{'s' if more > 1 else ''})"
+        hint = f"{first.hint} {extra}" if first.hint else extra
+        super().__init__(first.detail, hint, file=first.file, line=first.line, col=first.col,
+                         path=first.path)
+        self.errors: tuple[ConfigError, ...] = tuple(errors)
+
+
+def combine_errors(errors: Sequence[ConfigError]) -> ConfigError:
+    """One error to raise for a non-empty list of them, the first in file order first."""
+    flat: list[ConfigError] = []
+    for e in errors:
+        flat.extend(e.errors if isinstance(e, ConfigErrors) else (e,))
+    flat.sort(key=lambda e: (e.line is None, e.line or 0, e.col or 0))
+    return flat[0] if len(flat) == 1 else ConfigErrors(flat)
+
+
 class UsageError(Pyvm2Error):
     """The command line itself is wrong (unknown target, bad flag combination)."""
 
@@ -58,6 +78,10 @@ class DaemonError(Pyvm2Error):
     """The daemon cannot be reached, started, or answered badly."""
 
     code = 3
+
+
+class DaemonNotRunning(DaemonError):
+    """No daemon answers on the socket (and none was to be started)."""
 
 
 class SpawnError(Pyvm2Error):

@@ -201,7 +201,7 @@ def resolve_launch(spec: AppSpec, path_env: str | None) -> Launch:
     if given is not None and given.strip().lower() == "none":
         _check_executable(script, "script")
         bang = _shebang(_read_head(script))
-        return Launch((script, *spec.args), "none", bool(bang) and _is_python(_program(bang)))
+        return Launch((script, *spec.args), "none", bang is not None and _is_python(_program(bang)))
 
     if not os.path.exists(script):
         raise ConfigError(f"script not found: {script}", "check the path and the app's cwd")

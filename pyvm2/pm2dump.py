@@ -51,7 +51,7 @@ def read_pm2_dump(path: str) -> tuple[list[dict[str, Any]], list[str]]:
             warnings.append(f"{path}: entry {i} skipped: not a pm2 process")
             continue
         name = str(env.get("name") or os.path.basename(env["pm_exec_path"]))
-        app_env = env.get("env") if isinstance(env.get("env"), dict) else {}
+        app_env = env["env"] if isinstance(env.get("env"), dict) else {}
         base_env = {str(k): str(v) for k, v in app_env.items()
                     if k not in PM2_VARS and not isinstance(v, (dict, list)) and v is not None
                     and not str(k).startswith("PM2_") and k != name}

@@ -1,4 +1,5 @@
-"""Process statuses (pm2's strings) and the transitions allowed between them."""
+"""Process statuses (pm2's strings), the transitions allowed between them, and what the user
+asked an instance to be doing."""
 
 from __future__ import annotations
 
@@ -17,33 +18,39 @@ class Status(str, Enum):
         return self.value
 
 
+class Desired(str, Enum):
+    """What the user last asked of an instance; only the user's commands change it."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 S = Status
 
-#: Every allowed (from -> to). Anything else is a bug and raises.
+#: Every allowed (from -> to); the only writer of a status checks it. Anything else is a bug.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
+    # a start; a stop (or delete) repeated with a new reason
     S.STOPPED: frozenset({S.LAUNCHING, S.STOPPED}),
-    S.ERRORED: frozenset({S.LAUNCHING, S.STOPPED, S.ERRORED}),
+    # a start; a stop, which also clears the error
+    S.ERRORED: frozenset({S.LAUNCHING, S.STOPPED}),
     # a spawn that fails before exec is errored at once
-    S.LAUNCHING: frozenset({S.ONLINE, S.ERRORED, S.STOPPING}),
-    # exits go through stopping: the rest of the tree is swept before anything else happens
+    S.LAUNCHING: frozenset({S.ONLINE, S.ERRORED}),
+    # a stop, a restart and an exit all go through stopping: the rest of the tree is swept
+    # before anything else happens
     S.ONLINE: frozenset({S.STOPPING}),
+    # stopped; a survivor of SIGKILL or too many unstable exits (errored); a back-off (waiting
+    # restart); a restart at once (launching)
     S.STOPPING: frozenset({S.STOPPED, S.ERRORED, S.WAITING_RESTART, S.LAUNCHING}),
-    S.WAITING_RESTART: frozenset({S.LAUNCHING, S.STOPPED, S.STOPPING}),
+    # the wait is over, or cut short by a start or an automatic restart; a stop
+    S.WAITING_RESTART: frozenset({S.LAUNCHING, S.STOPPED}),
 }
 
 
-class TransitionError(RuntimeError):
-    pass
-
-
-def check_transition(old: Status, new: Status) -> None:
-    if new not in TRANSITIONS[old]:
-        raise TransitionError(f"illegal status change {old.value!r} -> {new.value!r}")
-
-
-def is_running(status: Status | str) -> bool:
-    """A process exists (or is being created) for this status."""
-    return Status(status) in (S.LAUNCHING, S.ONLINE, S.STOPPING)
+def is_allowed(old: Status, new: Status) -> bool:
+    return new in TRANSITIONS[old]
 
 
 def is_settled(status: Status | str) -> bool:

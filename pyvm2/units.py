@@ -58,19 +58,21 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-def parse_size(value: Any) -> int:
-    """Bytes from 123456789, "100M", "100MB", "1.5G", "512K" (base 1024, case-insensitive)."""
-    expected = f'expected a size like "100M", got {show(value)}'
+def _amount(value: Any, pattern: re.Pattern[str], expected: str, hint: str) -> tuple[float, str]:
+    """A number and its unit in lower case ("" for a bare number), or UnitError(expected, hint)."""
     number = _number(value)
     if number is not None:
-        amount, unit = number, ""
-    elif isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if not m:
-            raise UnitError(expected, 'use a number of bytes, or K, M or G (base 1024): "512K", "100M", "1.5G"')
-        amount, unit = float(m.group(1)), m.group(2).lower()
-    else:
-        raise UnitError(expected, 'use a number of bytes, or K, M or G (base 1024): "512K", "100M", "1.5G"')
+        return number, ""
+    m = pattern.match(value) if isinstance(value, str) else None
+    if m is None:
+        raise UnitError(expected, hint)
+    return float(m.group(1)), (m.group(2) or "").lower()
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from 123456789, "100M", "100MB", "1.5G", "512K" (base 1024, case-insensitive)."""
+    amount, unit = _amount(value, _SIZE_RE, f'expected a size like "100M", got {show(value)}',
+                           'use a number of bytes, or K, M or G (base 1024): "512K", "100M", "1.5G"')
     if amount < 0:
         raise UnitError(f"a size cannot be negative, got {show(value)}", 'for example "100M"')
     size = int(round(amount * _SIZE_UNITS[unit]))
@@ -83,26 +85,29 @@ def parse_size(value: Any) -> int:
     return size
 
 
+def size_text(n: int) -> str | int:
+    """A byte count as parse_size reads it back exactly: "50M", "3K", "0.5K"; 0 stays 0."""
+    if n == 0:
+        return 0
+    for unit, mult in (("G", 1024 * MIB), ("M", MIB), ("K", 1024)):
+        if n % mult == 0:
+            return f"{n // mult}{unit}"
+    return f"{n / 1024!r}K"
+
+
 def _plain(amount: float | int) -> str:
     return str(int(amount)) if float(amount).is_integer() else str(amount)
 
 
 def parse_ms(value: Any, *, minimum: int = 0) -> int:
     """Milliseconds from 1600, "1600", "500ms", "2s", "1.5s", "1m", "1h"."""
-    expected = f'expected a duration like 1600 (ms), "500ms", "2s" or "1m", got {show(value)}'
-    number = _number(value)
-    if number is not None:
-        amount, unit = number, ""
-    elif isinstance(value, str):
-        m = _MS_RE.match(value)
-        if not m:
-            if value.strip().startswith("-"):
-                raise UnitError(f"a duration cannot be negative, got {show(value)}",
-                                'for example 1600 (ms) or "2s"')
-            raise UnitError(expected, "a bare number counts milliseconds; suffixes: ms, s, m, h")
-        amount, unit = float(m.group(1)), (m.group(2) or "").lower()
+    if isinstance(value, str) and value.strip().startswith("-"):
+        amount, unit = -1.0, ""  # "-5s": the pattern takes no sign; reported as negative below
     else:
-        raise UnitError(expected, "a bare number counts milliseconds; suffixes: ms, s, m, h")
+        amount, unit = _amount(
+            value, _MS_RE,
+            f'expected a duration like 1600 (ms), "500ms", "2s" or "1m", got {show(value)}',
+            "a bare number counts milliseconds; suffixes: ms, s, m, h")
     if amount < 0:
         raise UnitError(f"a duration cannot be negative, got {show(value)}",
                         'for example 1600 (ms) or "2s"')

@@ -6,51 +6,38 @@ import os
 import sys
 from typing import Any, NoReturn
 
+from pyvm2.cli.term import paint, use_color
 from pyvm2.errors import Pyvm2Error
 
 #: Everything after `--` on the command line: the script's own arguments.
 SCRIPT_ARGS: list[str] | None = None
-#: `--no-color` was given (kept here, not in NO_COLOR, so that apps started now do not inherit it).
-NO_COLOR = False
 
 
-def use_color(stream: Any = None) -> bool:
-    stream = stream or sys.stdout
-    if NO_COLOR or os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _paint(text: str, code: str, stream: Any) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if use_color(stream) else text
+def _paint(text: str, style: str, stream: Any) -> str:
+    return paint(text, style, use_color(stream))
 
 
 def info(msg: str) -> None:
-    print(f"{_paint('[PYVM2]', '32', sys.stdout)} {msg}")
+    print(f"{_paint('[PYVM2]', 'green', sys.stdout)} {msg}")
 
 
 def warn(msg: str) -> None:
-    print(f"{_paint('[PYVM2][WARN]', '33', sys.stderr)} {msg}", file=sys.stderr)
+    print(f"{_paint('[PYVM2][WARN]', 'yellow', sys.stderr)} {msg}", file=sys.stderr)
 
 
 def fail(err: Pyvm2Error) -> NoReturn:
     lines = str(err.message).splitlines() or [""]
-    print(f"{_paint('[PYVM2][ERROR]', '31', sys.stderr)} {lines[0]}", file=sys.stderr)
+    print(f"{_paint('[PYVM2][ERROR]', 'red', sys.stderr)} {lines[0]}", file=sys.stderr)
     for line in lines[1:]:
         print(f"  {line}", file=sys.stderr)
     if err.hint:
         for line in str(err.hint).splitlines():
-            print(f"  {_paint('hint:', '36', sys.stderr)} {line}", file=sys.stderr)
+            print(f"  {_paint('hint:', 'cyan', sys.stderr)} {line}", file=sys.stderr)
     sys.exit(err.code)
 
 
 def main(argv: list[str] | None = None) -> None:
-    global SCRIPT_ARGS, NO_COLOR
+    global SCRIPT_ARGS
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" in argv:
         cut = argv.index("--")
@@ -71,7 +58,10 @@ def main(argv: list[str] | None = None) -> None:
 
             print(__version__)
             return
-        NO_COLOR = parsed.no_color
+        if parsed.no_color:
+            from pyvm2.cli import term
+
+            term.NO_COLOR = True
         if parsed.silent:
             sys.stdout = open(os.devnull, "w")
         from pyvm2.cli.dispatch import run

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
 from pyvm2 import cli
 from pyvm2.cli import quick
 from pyvm2.cli.quick import _client, _width, print_table
-from pyvm2.errors import ConfigError, NotFound, Pyvm2Error, UsageError
+from pyvm2.errors import ConfigError, DaemonNotRunning, NotFound, Pyvm2Error, UsageError
+from pyvm2.options import cli_flags
+from pyvm2.procfs import STATE, stat_fields
+
+if TYPE_CHECKING:
+    from pyvm2.spec import AppSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -83,7 +91,10 @@ def _regex_match(procs: list[dict], t: str) -> list[dict]:
 
 def _report(actions: list[dict]) -> None:
     for a in actions:
-        cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
+        if a.get("pm_id") is None:
+            cli.warn(f"[{a['name']}] {a['action']}")
+        else:
+            cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
 
 
 def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
@@ -94,43 +105,62 @@ def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
                          f"see its output with: pyvm2 logs {p['name']} --nostream")
 
 
+def _with_option_flags(func: Callable[..., None]) -> Callable[..., None]:
+    """`func`'s own parameters, plus one per option row that has a flag (pyvm2.options)."""
+    hints = get_type_hints(func, include_extras=True)
+    params = [p.replace(annotation=hints[p.name]) for p in inspect.signature(func).parameters.values()
+              if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for option in cli_flags():
+        flag = option.flag
+        assert flag is not None
+        info = typer.Option(*flag.decls, help=flag.help or None)
+        kind: Any = {"switch": bool, "bool": bool | None, "list": list[str] | None}.get(
+            flag.kind, str | None)
+        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY,
+                                        default=False if flag.kind == "switch" else None,
+                                        annotation=Annotated[kind, info]))
+
+    @functools.wraps(func)
+    def command(**kwargs: Any) -> None:
+        func(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+def _option_flags(given: dict[str, Any]) -> dict[str, Any]:
+    """The options set by flags, as an ecosystem file would write them."""
+    from pyvm2.units import UnitError
+
+    out: dict[str, Any] = {}
+    for option in cli_flags():
+        flag = option.flag
+        assert flag is not None
+        value = given.get(option.name)
+        if value is None or value is False and flag.kind == "switch":
+            continue
+        if flag.kind == "list":
+            value = _split_list(value) or []
+        if flag.convert is not None:
+            try:
+                value = flag.convert(value)
+            except UnitError as e:
+                raise ConfigError(str(e), e.hint, path=flag.decls[0]) from None
+        if value == []:
+            continue
+        out[option.name] = value
+    return out
+
+
 @app.command(help="Start an ecosystem file, a script, or stopped apps by name/id.")
+@_with_option_flags
 def start(
     targets: Targets = None,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="app name")] = None,
-    namespace: Annotated[str | None, typer.Option(help="namespace")] = None,
-    cwd: Annotated[str | None, typer.Option(help="working directory (overrides the file's cwd)")] = None,
-    instances: Annotated[str | None, typer.Option("--instances", "-i", help="number of instances, or max")] = None,
-    interpreter: Annotated[str | None, typer.Option("--interpreter", "--exec-interpreter", help="interpreter (php, python3, none, a path)")] = None,
-    interpreter_args: Annotated[str | None, typer.Option("--interpreter-args", "--node-args", help="arguments for the interpreter")] = None,
-    max_memory_restart: Annotated[str | None, typer.Option("--max-memory-restart", help="restart above this memory, e.g. 100M")] = None,
-    autorestart: Annotated[bool | None, typer.Option("--autorestart/--no-autorestart", help="restart when it exits")] = None,
-    autostart: Annotated[bool | None, typer.Option("--autostart/--no-autostart", help="start now, or only register")] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="restart when files in cwd change")] = False,
-    ignore_watch: Annotated[str | None, typer.Option("--ignore-watch", help="globs to ignore, space separated")] = None,
-    watch_delay: Annotated[str | None, typer.Option("--watch-delay", help="seconds, or Nms")] = None,
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
-    restart_delay: Annotated[str | None, typer.Option("--restart-delay", help="ms before an automatic restart")] = None,
-    exp_backoff_restart_delay: Annotated[str | None, typer.Option("--exp-backoff-restart-delay")] = None,
-    max_restarts: Annotated[int | None, typer.Option("--max-restarts")] = None,
-    min_uptime: Annotated[str | None, typer.Option("--min-uptime")] = None,
-    kill_timeout: Annotated[str | None, typer.Option("--kill-timeout", "-k", help="ms before SIGKILL")] = None,
-    kill_signal: Annotated[str | None, typer.Option("--kill-signal", help="stop signal (default SIGINT)")] = None,
-    cron: Annotated[str | None, typer.Option("--cron-restart", "--cron", "-c", help="cron pattern")] = None,
-    stop_exit_codes: Annotated[list[str] | None, typer.Option("--stop-exit-codes")] = None,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="stdout log file")] = None,
-    error: Annotated[str | None, typer.Option("--error", "-e", help="stderr log file")] = None,
-    log: Annotated[str | None, typer.Option("--log", "-l", help="combined log file")] = None,
-    log_date_format: Annotated[str | None, typer.Option("--log-date-format")] = None,
-    time_: Annotated[bool, typer.Option("--time", help="prefix log lines with the time")] = False,
-    merge_logs: Annotated[bool, typer.Option("--merge-logs")] = False,
-    pid: Annotated[str | None, typer.Option("--pid", "-p", help="pid file")] = None,
-    log_type: Annotated[str | None, typer.Option("--log-type", help="json: one JSON object per log line")] = None,
-    disable_logs: Annotated[bool, typer.Option("--disable-logs", help="write no log files")] = False,
-    treekill: Annotated[bool, typer.Option("--treekill/--no-treekill", help="on stop, signal the whole process tree (default) or the main process only")] = True,
-    filter_env: Annotated[list[str] | None, typer.Option("--filter-env", help="drop inherited variables whose names contain this (all of them when empty)")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="a script already running is restarted with these options (pyvm2 runs one app per name)")] = False,
+    **options: Any,
 ) -> None:
     from pyvm2 import ecosystem
     from pyvm2 import spec as specmod
@@ -143,39 +173,8 @@ def start(
             raise UsageError("nothing to start", "pyvm2 start ecosystem.json | pyvm2 start app.py --name app | "
                              "pyvm2 init (writes a sample ecosystem file)")
         targets = [default]
-    flags: dict[str, Any] = {
-        "name": name, "namespace": namespace, "instances": instances, "interpreter": interpreter,
-        "interpreter_args": interpreter_args, "max_memory_restart": max_memory_restart,
-        "autorestart": autorestart, "autostart": autostart, "ignore_watch": ignore_watch,
-        "restart_delay": restart_delay, "exp_backoff_restart_delay": exp_backoff_restart_delay,
-        "max_restarts": max_restarts, "min_uptime": min_uptime, "kill_timeout": kill_timeout,
-        "kill_signal": kill_signal, "cron_restart": cron, "out_file": output, "error_file": error,
-        "log_file": True if log == "" else log, "log_date_format": log_date_format, "pid_file": pid,
-        "log_type": log_type,
-    }
-    if disable_logs:
-        flags["disable_logs"] = True
-    if not treekill:
-        flags["treekill"] = False
-    if filter_env is not None:
-        names = [n for n in _split_list(filter_env) or [] if n]
-        flags["filter_env"] = names or True
-    if stop_exit_codes:
-        flags["stop_exit_codes"] = [int(c) if c.lstrip("-").isdigit() else c for c in _split_list(stop_exit_codes) or []]
-    if watch_delay is not None:
-        from pyvm2.units import parse_cli_seconds
-
-        try:
-            flags["watch_delay"] = parse_cli_seconds(watch_delay)
-        except ValueError as e:
-            raise ConfigError(str(e), "--watch-delay takes seconds (2) or milliseconds (500ms)", path="--watch-delay") from None
-    if watch:
-        flags["watch"] = True
-    if time_:
-        flags["time"] = True
-    if merge_logs:
-        flags["merge_logs"] = True
-    flags = {k: v for k, v in flags.items() if v is not None}
+    flags = _option_flags(options)
+    cwd = flags.pop("cwd", None)
     base_env = _base_env()
     client = None
 
@@ -206,7 +205,7 @@ def start(
             raise UsageError(f"{missing[0]}: no such script; start takes scripts, and a script's "
                              "own arguments go after --",
                              f"pyvm2 start {first} -- {' '.join(targets[1:])}")
-        if len(targets) > 1 and name:
+        if len(targets) > 1 and flags.get("name"):
             raise UsageError("--name names one app, but several scripts were given",
                              "start them one at a time, each with its --name")
         specs = []
@@ -260,13 +259,14 @@ def _looks_like_script(t: str) -> bool:
         or " " in t or shutil.which(t) is not None
 
 
-def _apply_flags(spec, flags: dict[str, Any]):
+def _apply_flags(spec: AppSpec, flags: dict[str, Any]) -> AppSpec:
     """CLI flags given with an ecosystem file override each app's value (pm2's rule)."""
     import dataclasses
 
     from pyvm2 import spec as specmod
+    from pyvm2.convert import to_options
 
-    raw = {k: v for k, v in spec.to_dict().items() if k not in ("source",)}
+    raw = to_options(spec)
     if flags.get("watch") and spec.watch:
         flags = {k: v for k, v in flags.items() if k != "watch"}
     raw.update(flags)
@@ -326,6 +326,26 @@ def delete(targets: Targets = None) -> None:
 
 
 app.command("del", hidden=True)(delete)
+
+
+@app.command(help="Print an ecosystem file (any format pyvm2 reads, supervisor's too) as pyvm2's JSON or YAML.")
+def convert(
+    file: Annotated[str, typer.Argument(help="ecosystem file, supervisord.conf, conf.d/x.conf")],
+    to: Annotated[str, typer.Option("--to", help="json or yaml")] = "json",
+    env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
+) -> None:
+    import sys
+
+    from pyvm2 import convert as conv
+    from pyvm2 import ecosystem
+
+    fmt = to.strip().lower()
+    if fmt not in ("json", "yaml", "yml"):
+        raise UsageError(f"--to {to}: expected json or yaml", "pyvm2 convert supervisord.conf --to yaml")
+    loaded = ecosystem.load(file, env_name=env, base_env=_base_env())
+    for w in loaded.warnings:
+        cli.warn(w)
+    sys.stdout.write(conv.render(loaded.apps, "yaml" if fmt != "json" else "json"))
 
 
 @app.command(help="Reset the restart counters of apps.")
@@ -430,7 +450,7 @@ def kill() -> None:
     client = Client()
     try:
         client.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("pyvm2 daemon is not running")
         return
     pid = daemon_pid(client.home)
@@ -485,7 +505,7 @@ def update() -> None:
     old = Client()
     try:
         old.connect(autostart=False, check_version=False)
-    except Pyvm2Error:
+    except DaemonNotRunning:
         cli.info("no daemon was running; starting pyvm2 " + __version__)
         _client()
         return
@@ -548,11 +568,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    fields = stat_fields(pid)
+    return fields is None or fields[STATE] != b"Z"
 
 
 @app.command(help="A live dashboard: apps, cpu, memory, logs; keys ↑/↓ r s q.")
@@ -560,6 +577,125 @@ def monit() -> None:
     from pyvm2.cli.monit import run
 
     run(_client())
+
+
+# ---- supervisorctl's habits: tail (bytes), signal, pid ------------------------------------------
+
+def _procs(targets: list[str]) -> list[dict]:
+    """The processes of targets; supervisorctl's `group:*` is the namespace and `group:name` the
+    name, unless an app is really called so (pm2's name_prefix makes names with a colon)."""
+    client = _client()
+    found: dict[int, dict] = {}
+    for t in targets:
+        try:
+            procs = client.call("targets", {"targets": [t]})
+        except NotFound:
+            group, colon, name = t.partition(":")
+            if not colon:
+                raise
+            procs = client.call("targets", {"targets": [group if name in ("*", "") else name]})
+        found.update((p["pm_id"], p) for p in procs)
+    return [found[k] for k in sorted(found)]
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+             help="supervisorctl's tail: [-f] [-BYTES] NAME [stdout|stderr]; -100 = the last 100 bytes.")
+def tail(args: Annotated[list[str] | None, typer.Argument(help="[-f] [-BYTES] NAME [stdout|stderr]")] = None) -> None:
+    import sys
+
+    follow, size, rest = False, 1600, []
+    for a in args or []:
+        if a == "-f":
+            follow = True
+        elif a.startswith("-") and a[1:].isdigit():
+            size = int(a[1:])
+        elif a.startswith("-"):
+            raise UsageError(f"tail: unknown option {a}", "pyvm2 tail [-f] [-1600] NAME [stdout|stderr]")
+        else:
+            rest.append(a)
+    if not rest or len(rest) > 2 or (len(rest) == 2 and rest[1] not in ("stdout", "stderr")):
+        raise UsageError("tail takes one name and optionally stdout or stderr",
+                         "pyvm2 tail -f worker stderr   |   pyvm2 tail -100 worker")
+    procs = _procs([rest[0]])
+    if len(procs) > 1:
+        ids = ", ".join(str(p["pm_id"]) for p in procs)
+        raise UsageError(f"{rest[0]} names {len(procs)} processes (ids {ids})",
+                         f"tail one of them by id: pyvm2 tail {procs[0]['pm_id']}")
+    env = procs[0]["pm2_env"]
+    path = env["pm_err_log_path" if rest[1:] == ["stderr"] else "pm_out_log_path"]
+    out = sys.stdout.buffer
+    pos, ino = 0, None
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            f.seek(max(0, st.st_size - size))
+            out.write(f.read())
+            pos, ino = f.tell(), st.st_ino
+    except FileNotFoundError:
+        pass
+    out.flush()
+    while follow:
+        time.sleep(0.2)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_ino != ino or st.st_size < pos:
+            pos, ino = 0, st.st_ino     # rotated or flushed: start the new file from its top
+        if st.st_size > pos:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                out.write(f.read())
+                pos = f.tell()
+            out.flush()
+
+
+def _signal_number(sig: str) -> int:
+    import signal as signals
+
+    from pyvm2.units import UnitError, parse_signal
+
+    try:
+        return int(getattr(signals, parse_signal(sig)))
+    except UnitError as e:
+        raise UsageError(str(e), e.hint) from None
+
+
+@app.command("signal", help="Send a signal to apps' main processes (supervisorctl's signal, pm2's sendSignal).")
+def send_signal(
+    sig: Annotated[str, typer.Argument(help="HUP, SIGUSR1, 10, ...")],
+    targets: Annotated[list[str], typer.Argument(help="names, ids, namespaces, group:*, all")],
+) -> None:
+    num = _signal_number(sig)
+    failed = False
+    for p in _procs(targets):
+        label = f"{p['name']} ({p['pm_id']})"
+        pid = p.get("pid")
+        if not pid or p["pm2_env"].get("status") not in ("online", "launching", "stopping"):
+            cli.warn(f"{label}: ERROR (not running)")
+            failed = True
+            continue
+        try:
+            os.kill(pid, num)
+        except ProcessLookupError:
+            cli.warn(f"{label}: ERROR (it exited just now)")
+            failed = True
+            continue
+        cli.info(f"{label}: signalled")
+    if failed:
+        raise Pyvm2Error("some apps were not signalled", "see pyvm2 list")
+
+
+@app.command("sendSignal", hidden=True)
+def send_signal_pm2(sig: Annotated[str, typer.Argument()],
+                    targets: Annotated[list[str], typer.Argument()]) -> None:
+    send_signal(sig, targets)
+
+
+@app.command(help="The pids of apps (all apps without a name); 0 for one that is not running.")
+def pid(targets: Annotated[list[str] | None, typer.Argument(help="names, ids, namespaces")] = None) -> None:
+    for p in _procs(targets or ["all"]):
+        print(p.get("pid") or 0)
 
 
 from pyvm2.cli import more  # noqa: E402,F401  (registers more commands on app)

@@ -9,8 +9,11 @@ import sys
 import time
 from dataclasses import dataclass
 
+from pyvm2.cli.term import paint
+from pyvm2.tail import tail_lines
+
 POLL_S = 0.2
-GREEN, RED, BLUE, GREY, DIM = "32", "31", "34", "90", "2"
+GREEN, RED, BLUE, GREY, DIM = "green", "red", "blue", "bright_black", "dim"
 
 
 @dataclass
@@ -28,35 +31,6 @@ class Followed:
 
     def keep(self, line: bytes) -> bool:
         return not self.needles or any(n in line for n in self.needles)
-
-
-def tail_lines(path: str, n: int) -> list[bytes]:
-    """The last n lines of a file, reading backwards in blocks (never the whole file)."""
-    if n <= 0:
-        return []
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            end = f.tell()
-            block = 8192
-            data = b""
-            pos = end
-            while pos > 0 and data.count(b"\n") <= n:
-                step = min(block, pos)
-                pos -= step
-                f.seek(pos)
-                data = f.read(step) + data
-                block *= 2
-    except OSError:
-        return []
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines[-n:]
-
-
-def _paint(text: str, code: str, color: bool) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
 
 @dataclass
@@ -97,7 +71,7 @@ def show_logs(procs: list[dict], *, target: str, daemon_log: str, lines: int, fo
                                   pm_id=p["pm_id"], name=p["name"]))
     what = "process" if target != "all" else "processes"
     if style.kind == "plain":
-        print(_paint(f"[TAILING] Tailing last {lines} lines for [{target}] {what} "
+        print(paint(f"[TAILING] Tailing last {lines} lines for [{target}] {what} "
                      f"(change the value with --lines option)", GREY, color))
     existing = [f for f in files if os.path.exists(f.path)]
     existing.sort(key=lambda f: os.path.getmtime(f.path))
@@ -107,7 +81,7 @@ def show_logs(procs: list[dict], *, target: str, daemon_log: str, lines: int, fo
         else:
             chunk = tail_lines(f.path, lines)
         if style.kind == "plain":
-            print(_paint(f"{f.path} last {lines} lines:", GREY, color))
+            print(paint(f"{f.path} last {lines} lines:", GREY, color))
         for line in chunk:
             _emit(f, line, style, width=10, streamed=False)
         if style.kind == "plain":
@@ -210,6 +184,6 @@ def _emit(f: Followed, line: bytes, style: Style, *, width: int, streamed: bool)
     if style.timestamp and streamed:
         from pyvm2.dayjs import format_dayjs
 
-        stamp = _paint(format_dayjs(style.timestamp, time.time()) + " ", DIM, style.color)
-    print(f"{stamp}{_paint(prefix + ' |', f.colour, style.color)} {_highlight(text, style)}",
+        stamp = paint(format_dayjs(style.timestamp, time.time()) + " ", DIM, style.color)
+    print(f"{stamp}{paint(prefix + ' |', f.colour, style.color)} {_highlight(text, style)}",
           file=stream)

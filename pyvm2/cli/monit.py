@@ -9,14 +9,15 @@ import sys
 import termios
 import threading
 import time
-import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyvm2.cli.render import STATUS_STYLES, format_cpu, format_memory, format_uptime
+from pyvm2.cli.render import format_cpu, format_memory, format_uptime
+from pyvm2.cli.term import NOT_RUNNING, escape_controls, status_style
 from pyvm2.errors import Pyvm2Error, UsageError
+from pyvm2.tail import tail_lines
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -37,8 +38,6 @@ MESSAGE_S = 6.0
 TAIL_BYTES = 64 * 1024
 #: Terminals at least this wide get the list on the left and details + log on the right.
 WIDE = 110
-
-_NOT_RUNNING = frozenset({"stopped", "errored", "waiting restart"})
 
 _SEQUENCES: dict[bytes, str] = {
     b"\x1b[A": "up", b"\x1b[B": "down", b"\x1bOA": "up", b"\x1bOB": "down",
@@ -182,8 +181,8 @@ def _signals(wake_fd: int) -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, old in saved:
-            signal.signal(signum, old)
+        for number, old in saved:
+            signal.signal(number, old)
 
 
 # --- reading the jlist shape and the log files ---------------------------------------------------
@@ -191,11 +190,7 @@ def _signals(wake_fd: int) -> Iterator[None]:
 
 def _safe(value: Any) -> str:
     """User-supplied text with control characters shown escaped, so it cannot move the cursor."""
-    text = "" if value is None else str(value)
-    if text.isprintable():
-        return text
-    return "".join(ch.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return escape_controls("" if value is None else str(value))
 
 
 def _env(proc: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -218,10 +213,10 @@ def _or_dash(value: Any) -> str:
 def _row(proc: Mapping[str, Any], now_ms: float) -> tuple[str, ...]:
     env = _env(proc)
     status = str(env.get("status") or "-")
-    monit = proc.get("monit") if isinstance(proc.get("monit"), Mapping) else {}
+    monit = proc["monit"] if isinstance(proc.get("monit"), Mapping) else {}
     cpu, mem = _num(monit.get("cpu")), _num(monit.get("memory"))
     started = _num(env.get("pm_uptime"))
-    running = status not in _NOT_RUNNING
+    running = status not in NOT_RUNNING
     return (
         _or_dash(proc.get("pm_id")),
         _or_dash(proc.get("name")),
@@ -241,7 +236,7 @@ def _details(proc: Mapping[str, Any], now_ms: float) -> tuple[tuple[str, str], .
     pid = proc.get("pid")
     return (
         ("status", status),
-        ("pid", _or_dash(pid) if status not in _NOT_RUNNING and pid else "-"),
+        ("pid", _or_dash(pid) if status not in NOT_RUNNING and pid else "-"),
         ("uptime", format_uptime(now_ms - started)
          if status == "online" and started is not None else "-"),
         ("restarts", _or_dash(env.get("restart_time", 0))),
@@ -253,24 +248,6 @@ def _details(proc: Mapping[str, Any], now_ms: float) -> tuple[tuple[str, str], .
         ("last restart", _or_dash(env.get("last_restart_reason"))),
         ("memory limit", format_memory(limit) if limit else "none"),
     )
-
-
-def _tail(path: str, n: int) -> list[bytes]:
-    """The last n lines of path, reading at most TAIL_BYTES from its end."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            start = max(0, size - TAIL_BYTES)
-            f.seek(start)
-            data = f.read(TAIL_BYTES)
-    except OSError:
-        return []
-    lines = data.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()
-    if start > 0 and len(lines) > 1:
-        lines.pop(0)  # cut in the middle
-    return lines[-n:]
 
 
 class _LogCache:
@@ -296,11 +273,11 @@ class _LogCache:
             stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
             cached = self._seen.get((path, n))
             if cached is None or cached[0] != stamp:
-                self._seen[(path, n)] = (stamp, _tail(path, n))
+                self._seen[(path, n)] = (stamp, tail_lines(path, n, max_bytes=TAIL_BYTES))
         # Keep only the selected app's files: the cache must not grow with every app visited.
         shown = {(p, n) for _m, p, _e in files}
-        for key in [k for k in self._seen if k not in shown]:
-            del self._seen[key]
+        for stale in [k for k in self._seen if k not in shown]:
+            del self._seen[stale]
         if n <= 0:
             return ()
         tails = {path: [(line.decode("utf-8", errors="replace").rstrip("\r"), is_err)
@@ -530,7 +507,7 @@ def _apps_panel(view: _View, height: int) -> RenderableType:
     for i, row in enumerate(shown, start=view.offset):
         cells = [Text(c) for c in row]
         cells[0].stylize("bold cyan")
-        cells[2].stylize(STATUS_STYLES.get(row[2], "bold red"))
+        cells[2].stylize(status_style(row[2]))
         selected = i == view.index
         table.add_row(Text("▶" if selected else " ", style="bold"), *cells,
                       style="reverse" if selected else None)
@@ -552,7 +529,7 @@ def _details_panel(view: _View, height: int, columns: int) -> RenderableType:
         grid.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
     cells: list[Text] = []
     for label, value in view.details:
-        style = STATUS_STYLES.get(value, "bold red") if label == "status" else ""
+        style = status_style(value) if label == "status" else ""
         cells += [Text(label), Text(value, style=style)]
     for start in range(0, len(cells), 2 * columns):
         chunk = cells[start:start + 2 * columns]

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pyvm2 import cli
+
+if TYPE_CHECKING:
+    from pyvm2.client import Client
 
 #: argv (exactly) -> function: `pyvm2 list` and friends take this path, skipping typer.
 FAST = {}
 
 
-def _client():
+def _client() -> Client:
     from pyvm2.client import Client
 
     return Client().connect()

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from io import StringIO
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pyvm2.cli.term import NOT_RUNNING, escape_controls, paint, status_style
 from pyvm2.status import Status
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NA",
-    "STATUS_STYLES",
     "choose_layout",
     "describe_rows",
     "format_cpu",
@@ -34,24 +34,9 @@ __all__ = [
 
 NA = "N/A"
 
-#: rich style for each status, as pm2 colours them (UX/helpers.js colorStatus).
-STATUS_STYLES: dict[str, str] = {
-    Status.ONLINE.value: "bold green",
-    Status.LAUNCHING.value: "bold blue",
-    Status.STOPPING.value: "bold red",
-    Status.STOPPED.value: "bold red",
-    Status.WAITING_RESTART.value: "bold red",
-    Status.ERRORED.value: "bold red",
-}
-# pm2's colorStatus falls through to red for anything it does not know.
-_UNKNOWN_STATUS_STYLE = "bold red"
-
 _HEADER_STYLE = "bold cyan"
 _BORDER_STYLE = "bright_black"
 _ID_STYLE = "bold cyan"
-
-# Statuses in which no process exists: pid, cpu and memory are meaningless, pm2 shows 0.
-_NOT_RUNNING = frozenset({Status.STOPPED.value, Status.ERRORED.value, Status.WAITING_RESTART.value})
 
 _MISSING: Any = object()
 
@@ -97,23 +82,12 @@ def format_cpu(pct: float) -> str:
     return f"{rounded}%"
 
 
-def _clean(value: str) -> str:
-    # Names and paths come from users: a newline would break the table and an escape sequence
-    # would leak colour into output that must have none, so control characters are shown escaped.
-    if value.isprintable():
-        return value
-    return "".join(
-        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) == "Cc" else ch
-        for ch in value
-    )
-
-
 def _text(value: Any) -> str:
     if value is _MISSING or value is None or value == "" or value == []:
         return NA
     if isinstance(value, bool):
         return "true" if value else "false"
-    return _clean(str(value))
+    return escape_controls(str(value))
 
 
 # --- reading the jlist shape ---------------------------------------------------------------------
@@ -135,12 +109,6 @@ def _pick(proc: Mapping[str, Any], key: str) -> Any:
 def _status(proc: Mapping[str, Any]) -> str | None:
     status = _env(proc).get("status")
     return str(status) if status is not None else None
-
-
-def _status_style(status: str | None) -> str:
-    if status is None:
-        return ""
-    return STATUS_STYLES.get(status, _UNKNOWN_STATUS_STYLE)
 
 
 def _number(value: Any) -> float | None:
@@ -194,7 +162,7 @@ def _iso_utc(ms: Any) -> str:
 # As wcwidth measures them: marks drawn onto the previous character, invisible format characters
 # (zero-width space and joiner, direction marks) and the Hangul vowels and finals that join the
 # syllable before them take no cell, the soft hyphen takes one. Control characters never reach the
-# table unescaped (see _clean), and take none either.
+# table unescaped (see term.escape_controls), and take none either.
 _ZERO_WIDTH_CATEGORIES = frozenset({"Mn", "Me", "Cf", "Cc"})
 _char_widths: dict[str, int] = {"\u00ad": 1}
 
@@ -241,45 +209,6 @@ def _cell(text: str, width: int) -> str:
     return text[:cut] + " " * (room - used) + "…"
 
 
-# --- ANSI styles -------------------------------------------------------------------------------
-
-_SGR_ATTRIBUTES = {
-    "bold": "1",
-    "dim": "2",
-    "italic": "3",
-    "underline": "4",
-    "blink": "5",
-    "reverse": "7",
-    "strike": "9",
-}
-_SGR_COLOURS = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "white")
-_RESET = "\x1b[0m"
-_sgr_cache: dict[str, str] = {}
-
-
-def _sgr(style: str) -> str:
-    """The escape sequence for a rich-style name (``"bold green"``, ``"bright_black"``)."""
-    sequence = _sgr_cache.get(style)
-    if sequence is None:
-        attributes: list[str] = []
-        colours: list[str] = []
-        base = 30
-        for word in style.split():
-            if word == "on":
-                base = 40
-            elif word in _SGR_ATTRIBUTES:
-                attributes.append(_SGR_ATTRIBUTES[word])
-            else:
-                bright = word.startswith("bright_")
-                colour = word[7:] if bright else word
-                if colour in _SGR_COLOURS:
-                    colours.append(str(base + 60 * bright + _SGR_COLOURS.index(colour)))
-        codes = sorted(attributes) + colours
-        sequence = f"\x1b[{';'.join(codes)}m" if codes else ""
-        _sgr_cache[style] = sequence
-    return sequence
-
-
 # --- list table --------------------------------------------------------------------------------
 
 _Cell = tuple[str, str]
@@ -288,7 +217,7 @@ _Cell = tuple[str, str]
 def _list_cells(proc: Mapping[str, Any], now_ms: float) -> dict[str, _Cell]:
     env = _env(proc)
     status = _status(proc)
-    stopped = status in _NOT_RUNNING
+    stopped = status in NOT_RUNNING
 
     pid = proc.get("pid", _MISSING)
     pid_text = "0" if stopped else _text(pid)
@@ -322,7 +251,7 @@ def _list_cells(proc: Mapping[str, Any], now_ms: float) -> dict[str, _Cell]:
         "pid": (pid_text, ""),
         "uptime": (_uptime(proc, now_ms), ""),
         "restarts": (_text(env.get("restart_time", _MISSING)), ""),
-        "status": (_text(status), _status_style(status)),
+        "status": (_text(status), status_style(status)),
         "cpu": (cpu_text, ""),
         "mem": (mem_text, ""),
         "user": (_text(user), "bold"),
@@ -471,13 +400,9 @@ def _draw(
     def border(left: str, middle: str, right: str) -> str:
         return left + middle.join("─" * (w + 2) for w in widths) + right
 
-    top, rule, bottom = border("┌", "┬", "┐"), border("├", "┼", "┤"), border("└", "┴", "┘")
-    if color:
-        grey = _sgr(_BORDER_STYLE)
-        top, rule, bottom = (f"{grey}{line}{_RESET}" for line in (top, rule, bottom))
-        bar = f"{grey}│{_RESET}"
-    else:
-        bar = "│"
+    top, rule, bottom = (paint(border(*corners), _BORDER_STYLE, color)
+                         for corners in (("┌", "┬", "┐"), ("├", "┼", "┤"), ("└", "┴", "┘")))
+    bar = paint("│", _BORDER_STYLE, color)
     joint = f" {bar} "
 
     def line(cells: Sequence[_Cell]) -> str:
@@ -485,7 +410,7 @@ def _draw(
         for (text, style), w in zip(cells, widths, strict=True):
             padded = _cell(text, w)
             # The style covers the padded content, so a reversed cell is a solid block.
-            texts.append(f"{_sgr(style)}{padded}{_RESET}" if color and style else padded)
+            texts.append(paint(padded, style, color))
         return f"{bar} {joint.join(texts)} {bar}"
 
     lines = [top, line([(h, _HEADER_STYLE) for h in headers]), rule]
@@ -616,7 +541,7 @@ def describe_rows(
         watch_cell = ("✔", "bold green") if watch else ("✘", "")
 
     rows: list[tuple[str, str, str]] = [
-        ("status", _text(status), _status_style(status)),
+        ("status", _text(status), status_style(status)),
         ("name", _text(_pick(proc, "name")), ""),
         ("namespace", _text(get("namespace")), ""),
         ("version", _text(get("version")), ""),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -12,18 +13,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyvm2 import __version__
+from pyvm2 import __version__, protocol
 from pyvm2.daemon import spawn, tree
 from pyvm2.daemon.journal import Journal, atomic_write, pack, unpack
-from pyvm2.daemon.logs import LogFile, Rotation
-from pyvm2.daemon.monitor import Sampler
+from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation
+from pyvm2.daemon.monitor import Monitor
+from pyvm2.daemon.policy import Trigger
 from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
 from pyvm2.errors import NotFound, Pyvm2Error, UsageError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
-from pyvm2.protocol import PROTOCOL_VERSION
+from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
-from pyvm2.status import Status, is_settled
+from pyvm2.status import Desired, Status, is_settled
 
 if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches or has a cron
     from pyvm2.daemon.cron import CronJob
@@ -33,6 +35,12 @@ if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches o
 PERSISTED = frozenset({"start", "stop", "restart", "delete", "reset", "resurrect"})
 #: After a restart, file changes seen during it and this long after are dropped.
 WATCH_MUTE_S = 0.25
+#: Signals whose default action would end the daemon and that mean nothing to it: a stray
+#: `kill -USR1` must not cost the apps their supervisor. Handled, not ignored, so that children
+#: still start with the default action.
+_STRAY_SIGNALS = tuple(getattr(signal, n) for n in (
+    "SIGUSR1", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+    if hasattr(signal, n))
 #: How often the monitor samples cpu and memory of every app's tree.
 SAMPLE_INTERVAL_S = 1.0
 #: `start` and `restart` answer once every instance is settled, or after this long.
@@ -45,9 +53,28 @@ SETTLE_ONLINE_S = 1.0
 class Settings:
     """Global settings from $PYVM2_HOME/config.json; each app may override them."""
 
-    log_max_size: int = 10 * 1024 * 1024
-    log_retain: int = 5
+    log_max_size: int = DEFAULT_MAX_SIZE
+    log_retain: int = DEFAULT_RETAIN
     log_compress: bool = False
+
+
+def _retain(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+            or not 0 <= value <= 10_000:
+        raise ValueError(f"expected a whole number of files from 0 to 10000, got {value!r}")
+    return int(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+#: config.json's keys and how each is read.
+_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "log_max_size": parse_log_size, "log_retain": _retain, "log_compress": _flag,
+}
 
 
 def _log_path(base: str, pm_id: int, suffix: bool) -> str:
@@ -57,6 +84,36 @@ def _log_path(base: str, pm_id: int, suffix: bool) -> str:
 
 
 class Daemon:
+    """The registry pm_id -> ManagedProcess of one PYVM2_HOME, and everything around it: the
+    commands the CLI sends (`cmd_*`, through `dispatch`), the schedules that restart apps on their
+    own (cron, watch, the memory limit), the journal, start-up and shutdown.
+
+    Owns: `procs` and `next_id` (created by `_create`, removed by `_delete`, `kill` and nothing
+    else), the cron jobs and the watcher (one per daemon, shared by every watching app), the
+    monitor, the daemon log, the settings from config.json.
+
+    Threads: everything runs on one event loop. Off the loop: the monitor's sampling and the
+    spawner's /proc scans (asyncio.to_thread, results handed back to the loop), journal and dump
+    writes (to_thread), log rotation and compression (`_background`, the loop's executor), the
+    watcher's observer threads (which call back through the loop), and exit watchers where pidfd
+    is missing. None of them touch `procs` or an instance.
+
+    Automatic restarts have one entry, `request_restart(target, reason, trigger)`: cron ticks,
+    watch bursts and the monitor's memory check call it; the instance decides under its lock
+    whether and when (see ManagedProcess). A restart of a watched app mutes its watch briefly
+    afterwards, so what the app writes while starting does not restart it again.
+
+    Invariants:
+
+    * After every command, `sync_schedules` makes cron and watch follow `desired`: they run for
+      apps the user wants running and pause on a user's stop.
+    * A command in PERSISTED answers only once the journal holds its effect on disk.
+    * SIGTERM stops every app but keeps `desired`, so the next daemon brings them back; `kill`
+      stops and forgets them. A handover (`update`) leaves them running for the next daemon to
+      adopt; so does a lost socket, which also leaves the journal alone (another daemon may own
+      it).
+    """
+
     def __init__(self, home: Home) -> None:
         self.home = home
         self.procs: dict[int, ManagedProcess] = {}
@@ -70,7 +127,9 @@ class Daemon:
         self._watching: dict[str, tuple] = {}      # app name -> what its watch was set up with
         self._watch_keys: dict[str, int] = {}
         self._crons: dict[int, tuple[str, CronJob]] = {}
-        self._sampler = Sampler()
+        self._monitor = Monitor(lambda pm_id, reason: self.request_restart(pm_id, reason,
+                                                                           Trigger.MEMORY))
+        self._broken: dict[int, str] = {}   # pm_id -> why its restored definition cannot run
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
@@ -81,24 +140,30 @@ class Daemon:
 
     # ---- settings and the daemon's own log -------------------------------------------------
     def load_settings(self) -> None:
-        """Read $PYVM2_HOME/config.json; a bad file is reported and the defaults are kept."""
-        problem = None
+        """Read $PYVM2_HOME/config.json. A file that cannot be read or parsed keeps every default;
+        a bad value keeps that setting's default. Either way the daemon starts and says why."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
         try:
             with open(self.home.config, "rb") as f:
                 raw = json.load(f)
             if not isinstance(raw, dict):
                 raise ValueError("expected a JSON object")
-            self.settings = Settings(
-                log_max_size=parse_log_size(raw.get("log_max_size", Settings.log_max_size)),
-                log_retain=int(raw.get("log_retain", Settings.log_retain)),
-                log_compress=bool(raw.get("log_compress", Settings.log_compress)))
         except FileNotFoundError:
-            self.settings = Settings()
-        except (OSError, ValueError, TypeError) as e:
-            self.settings = Settings()
-            problem = f"ignoring {self.home.config}: {e}"
+            raw = {}
+        except (OSError, ValueError, RecursionError) as e:
+            raw = {}
+            problems.append(f"ignoring {self.home.config}: {e}")
+        for key, convert in _SETTINGS.items():
+            if key in raw:
+                try:
+                    values[key] = convert(raw[key])
+                except (ValueError, TypeError, OverflowError, Pyvm2Error) as e:
+                    problems.append(f"ignoring {key} in {self.home.config}: {e}; "
+                                    f"keeping {getattr(Settings, key)!r}")
+        self.settings = Settings(**values)
         self._log = LogFile(str(self.home.log), lambda _m: None, self.rotation_for(None))
-        if problem:
+        for problem in problems:
             self.log(problem)
 
     def rotation_for(self, spec: AppSpec | None) -> Rotation:
@@ -129,24 +194,41 @@ class Daemon:
         for e in entries:
             try:
                 spec = AppSpec.from_dict(e["spec"])
-                p = ManagedProcess(int(e["pm_id"]), spec, int(e.get("instance", 0)),
-                                   e.get("base_env") or {}, LogPaths(**e["paths"]), self.hooks)
+                pm_id, instance = int(e["pm_id"]), int(e.get("instance", 0))
+                paths = LogPaths(**e["paths"])
+                r = e.get("run")
+                problem = definition_problem(spec)
+                run = None
+                if r and problem is None:
+                    launch = Launch(tuple(r.get("argv") or ()), r.get("interpreter") or "",
+                                    bool(r.get("is_python")))
+                    run = spawn.adopt(int(r["pid"]), r["token"], float(r["create_time"]),
+                                      float(r["started_at"]), launch, loop, str(self.home.run))
             except (KeyError, TypeError, ValueError) as err:
                 self.log(f"state entry skipped: {err!r}")
                 continue
-            p.desired = e.get("desired", "stopped")
+            if problem is not None:
+                status, reason = Status.ERRORED, f"invalid definition in {self.home.state}: {problem}"
+            elif run is not None:
+                status, reason = Status.ONLINE, None
+            elif e.get("status") == Status.ERRORED.value:
+                status, reason = Status.ERRORED, e.get("status_reason")
+            else:
+                status, reason = Status.STOPPED, None
+            p = ManagedProcess(pm_id, spec, instance, e.get("base_env") or {}, paths, self.hooks,
+                               status=status, status_reason=reason)
+            try:
+                if problem is None:
+                    p.desired = Desired(e.get("desired", "stopped"))
+            except ValueError:
+                self.log(f"App [{p.label}] unknown desired state {e.get('desired')!r}: stopped")
             p.restart_time = int(e.get("restart_time") or 0)
             p.created_at = float(e.get("created_at") or time.time())
             p.last_restart_reason = e.get("last_restart_reason")
-            if e.get("status") == Status.ERRORED.value:
-                p.status, p.status_reason = Status.ERRORED, e.get("status_reason")
             self.procs[p.pm_id] = p
-            r = e.get("run")
-            run = None
-            if r:
-                launch = Launch(tuple(r.get("argv") or ()), r.get("interpreter") or "", bool(r.get("is_python")))
-                run = spawn.adopt(int(r["pid"]), r["token"], float(r["create_time"]),
-                                  float(r["started_at"]), launch, loop, str(self.home.run))
+            if problem is not None:
+                await self._restore_broken(p, r)
+                continue
             if run is not None:
                 live_tokens.add(run.token)
                 p.adopt(run)
@@ -154,7 +236,7 @@ class Daemon:
             if r:
                 await p.sweep_orphans(r["token"])
                 self.log(f"App [{p.label}] was not running any more when the daemon started")
-            if p.desired == "running":
+            if p.desired is Desired.RUNNING:
                 to_start.append(p)
         self.next_id = max([next_id] + [i + 1 for i in self.procs])
         self._clean_run_dir(live_tokens)
@@ -164,6 +246,15 @@ class Daemon:
         if entries:
             self.log(f"restored {len(self.procs)} process(es): {len(live_tokens)} re-adopted, "
                      f"{len(to_start)} restarted")
+
+    async def _restore_broken(self, p: ManagedProcess, run: dict | None) -> None:
+        """An app whose saved definition cannot run stays listed, errored with the reason, and
+        is never started (what is left of its last run is stopped); every other app restores."""
+        reason = p.status_reason or "invalid definition"
+        self._broken[p.pm_id] = reason
+        self.log(f"App [{p.label}] {reason}")
+        if run and isinstance(run.get("token"), str):
+            await p.sweep_orphans(run["token"])
 
     def _clean_run_dir(self, keep: set[str]) -> None:
         try:
@@ -186,6 +277,8 @@ class Daemon:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGUSR2, self.reopen_logs)
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        for sig in _STRAY_SIGNALS:
+            loop.add_signal_handler(sig, self.log, f"ignored signal {signal.Signals(sig).name}")
         await self.restore()
         server = Server(self)
         await server.start()
@@ -216,11 +309,12 @@ class Daemon:
     async def stop_all(self, keep_desired: bool = False) -> list[ManagedProcess]:
         """Stop every app; return those still running afterwards (their stop failed)."""
         procs = list(self.procs.values())
-        results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
-                                         for p in procs), return_exceptions=True)
-        for p, r in zip(procs, results, strict=True):
-            if isinstance(r, BaseException):
-                self.log(f"App [{p.label}] could not be stopped: {r!r}")
+        for tier in stop_tiers(procs):
+            results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
+                                             for p in tier), return_exceptions=True)
+            for p, r in zip(tier, results, strict=True):
+                if isinstance(r, BaseException):
+                    self.log(f"App [{p.label}] could not be stopped: {r!r}")
         return [p for p in procs if p.run is not None]
 
     def reopen_logs(self) -> None:
@@ -259,36 +353,26 @@ class Daemon:
                 self._leave_if_orphaned()
                 if self._stopping.is_set():
                     return
-            roots = {p.pm_id: p.pid for p in self.procs.values() if p.pid}
             try:
-                samples = await asyncio.to_thread(self._sampler.sample, roots)
+                await self._monitor.tick(self.procs.values())
             except Exception as e:  # sampling must never take the daemon down
                 self.log(f"sampling failed: {e!r}")
-                continue
-            for pm_id, s in samples.items():
-                p = self.procs.get(pm_id)
-                if p is None or p.pid != roots.get(pm_id):
-                    continue
-                p.cpu, p.memory = s.cpu, s.rss
-                limit = p.spec.max_memory_restart
-                if limit and s.rss > limit and p.status == Status.ONLINE and not p.lock.locked():
-                    reason = f"memory {_mb(s.rss)} > {_mb(limit)}"
-                    asyncio.get_running_loop().create_task(p.limit_restart(reason))
 
-    def request_restart(self, pm_id: int, reason: str) -> None:
-        """The one entry point for watch and cron restarts."""
-        p = self.procs.get(pm_id)
-        if p is None or p.desired != "running":
+    def request_restart(self, target: int | ManagedProcess, reason: str, trigger: Trigger) -> None:
+        """The one entry point of automatic restarts: cron, watch and the memory limit. The
+        instance decides under its lock whether (not while a command or another restart is in
+        flight, not when stopped or deleted) and when (policy's back-off for its trigger)."""
+        p = self.procs.get(target) if isinstance(target, int) else target
+        if p is None or self.procs.get(p.pm_id) is not p:
             return
-        if p.lock.locked():
-            return  # a restart or stop is already in flight
-        asyncio.get_running_loop().create_task(self._restart(p, reason))
+        task = p.request_restart(reason, trigger)
+        if task is not None and p.name in self._watching:
+            task.add_done_callback(functools.partial(self._mute_watch, p.name))
 
-    async def _restart(self, p: ManagedProcess, reason: str) -> None:
-        await p.restart(reason)
-        # what the app wrote while it stopped and started must not restart it again
-        if self._watcher is not None and p.name in self._watching:
-            self._watcher.discard(self._watch_keys[p.name], WATCH_MUTE_S)
+    def _mute_watch(self, name: str, _done: object = None) -> None:
+        """What the app wrote while it stopped and started must not restart it again."""
+        if self._watcher is not None and name in self._watching:
+            self._watcher.discard(self._watch_keys[name], WATCH_MUTE_S)
 
     # ---- registry ----------------------------------------------------------------------
     def _create(self, spec: AppSpec, instance: int, base_env: dict[str, str]) -> ManagedProcess:
@@ -368,7 +452,7 @@ class Daemon:
         """Watching and cron run for apps the user wants running; a user's stop pauses them."""
         loop = asyncio.get_running_loop()
         for pm_id, p in self.procs.items():
-            want = p.spec.cron_restart if p.desired == "running" else None
+            want = p.spec.cron_restart if p.desired is Desired.RUNNING else None
             have = self._crons.get(pm_id)
             if have and have[0] != want:
                 have[1].stop()
@@ -377,7 +461,12 @@ class Daemon:
             if want and not have:
                 from pyvm2.daemon.cron import CronJob
 
-                job = CronJob(loop, want, lambda pm_id=pm_id, pattern=want: self.request_restart(pm_id, f"cron_restart {pattern}"))
+                try:
+                    job = CronJob(loop, want, functools.partial(
+                        self.request_restart, pm_id, f"cron_restart {want}", Trigger.CRON))
+                except ValueError as e:  # refused at the door; never let one app stop the others
+                    self.log(f"App [{p.label}] cron_restart not scheduled: {e}")
+                    continue
                 job.start()
                 self._crons[pm_id] = (want, job)
         for pm_id in [i for i in self._crons if i not in self.procs]:
@@ -385,7 +474,7 @@ class Daemon:
 
         wanted: dict[str, list[ManagedProcess]] = {}
         for p in self.procs.values():
-            if p.spec.watch and p.desired == "running":
+            if p.spec.watch and p.desired is Desired.RUNNING:
                 wanted.setdefault(p.name, []).append(p)
         for name, procs in wanted.items():
             spec = procs[0].spec
@@ -398,9 +487,9 @@ class Daemon:
 
                 self._watcher = Watcher(loop, self.log)
             key = self._watch_keys.setdefault(name, len(self._watch_keys))
-            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch),
+            self._watcher.add(key, cwd=spec.cwd, paths=spec.watch if spec.watch is True else list(spec.watch or ()),
                               ignore=list(spec.ignore_watch), extra_ignore=extra, delay_ms=spec.watch_delay,
-                              on_change=lambda paths, name=name: self._files_changed(name, paths))
+                              on_change=functools.partial(self._files_changed, name))
             self._watching[name] = sig
             self.log(f"[Watch] Start watching {name}")
         for name in [n for n in self._watching if n not in wanted]:
@@ -417,17 +506,19 @@ class Daemon:
         shown = ", ".join(paths[:5]) + (f" and {more}{'+' if len(paths) >= MAX_PATHS else ''} more" if more > 0 else "")
         reason = f"file changed: {shown}"
         for p in self._by_name(name):
-            self.log(f"App [{p.label}] {reason} - restarting")
-            self.request_restart(p.pm_id, reason)
+            self.request_restart(p, reason, Trigger.WATCH)
 
     def watch_state(self, name: str) -> str | None:
         if name not in self._watching or self._watcher is None:
             return None
         return self._watcher.mode(self._watch_keys[name]) or "starting"
 
-    async def dispatch(self, cmd: str, args: dict) -> Any:
+    async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
+        """Run `cmd_<cmd>(**args)` with the arguments `protocol.parse_request` checked, then bring
+        watch and cron in line; commands that change what runs answer once the state file holds
+        it. A reply that does not have the command's declared shape is a daemon bug."""
         try:
-            result = await getattr(self, f"cmd_{cmd}")(args)
+            result = await getattr(self, f"cmd_{cmd}")(**args)
         finally:
             if not self._stopping.is_set():
                 self.sync_schedules()
@@ -435,41 +526,75 @@ class Daemon:
                     await self.journal.persist()
         if isinstance(result, dict) and "list" in result:
             result["list"] = self.snapshot()  # with watching as it now is
+        problem = protocol.COMMANDS[cmd].reply_problem(result)
+        if problem is not None:
+            raise RuntimeError(f"the reply of {cmd} does not have its declared shape: {problem}")
         return result
 
-    # ---- commands ----------------------------------------------------------------------
-    async def cmd_hello(self, args: dict) -> dict:
+    def _specs(self, apps: list[dict[str, Any]]) -> list[AppSpec]:
+        """The door for app definitions a client sends: each must be usable, or nothing runs."""
+        specs = []
+        for i, d in enumerate(apps):
+            try:
+                spec = AppSpec.from_dict(d)
+            except (TypeError, ValueError) as e:
+                raise BadRequest(f"apps[{i}] is not an app definition: {e}") from None
+            problem = definition_problem(spec)
+            if problem is not None:
+                raise BadRequest(f"apps[{i}] ({str(spec.name)[:60]}): {problem}",
+                                 "correct the app's definition and start it again")
+            specs.append(spec)
+        if not specs:
+            raise UsageError("nothing to start")
+        return specs
+
+    def _runnable(self, procs: list[ManagedProcess]) -> list[ManagedProcess]:
+        """Those of `procs` whose definition can run. An app restored with an unusable
+        definition stays errored (its reason says why); if it alone was asked for, that is
+        the error."""
+        ok = [p for p in procs if p.pm_id not in self._broken]
+        if procs and not ok:
+            p = procs[0]
+            raise UsageError(f"{p.name} ({p.pm_id}) cannot run: {self._broken[p.pm_id]}",
+                             "fix its definition and start it from its file again, "
+                             f"or remove it with: pyvm2 delete {p.pm_id}")
+        return ok
+
+    # ---- commands: one per entry of protocol.COMMANDS, taking its arguments -----------------
+    async def cmd_hello(self, version: str, protocol: int) -> dict:
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
                 "home": str(self.home.root)}
 
-    async def cmd_ping(self, args: dict) -> dict:
+    async def cmd_ping(self) -> dict:
         return {"msg": "pong", "pid": os.getpid(), "uptime_ms": int((time.time() - self.started_at) * 1000)}
 
-    async def cmd_list(self, args: dict) -> list:
+    async def cmd_list(self) -> list:
         return self.snapshot()
 
-    async def cmd_describe(self, args: dict) -> list:
-        return self.snapshot(self.resolve(args.get("targets") or []))
+    async def cmd_describe(self, targets: list[str]) -> list:
+        return self.snapshot(self.resolve(targets))
 
-    async def cmd_targets(self, args: dict) -> list:
-        targets = args.get("targets") or ["all"]
+    async def cmd_targets(self, targets: list[str]) -> list:
         if targets == ["all"] and not self.procs:
             return []
         return self.snapshot(self.resolve(targets))
 
-    async def cmd_start(self, args: dict) -> dict:
+    async def cmd_start(self, targets: list[str], apps: list[dict[str, Any]],
+                        base_env: dict[str, str], from_file: bool) -> dict:
         """Start apps from specs (file or script), or existing processes by target."""
-        if args.get("targets"):
-            procs = self.resolve(args["targets"])
+        if targets and apps:
+            raise BadRequest("start: give targets or apps, not both")
+        if targets:
+            procs = self._runnable(self.resolve(targets))
             await asyncio.gather(*(p.start() for p in procs))
             await self._settle(procs)
             return {"actions": [{"pm_id": p.pm_id, "name": p.name, "action": "started"} for p in procs],
                     "list": self.snapshot()}
-        base_env = dict(args.get("base_env") or {})
-        from_file = bool(args.get("from_file"))
-        specs = [AppSpec.from_dict(d) for d in args.get("apps") or []]
-        if not specs:
-            raise UsageError("nothing to start")
+        actions, _ = await self._start_specs(self._specs(apps), base_env, from_file)
+        return {"actions": actions, "list": self.snapshot()}
+
+    async def _start_specs(self, specs: list[AppSpec], base_env: dict[str, str],
+                           from_file: bool) -> tuple[list[dict], list[ManagedProcess]]:
         if not from_file:
             for spec in specs:
                 running = [p for p in self._by_name(spec.name) if p.run is not None]
@@ -490,6 +615,7 @@ class Daemon:
                 existing.append(self._create(spec, i, base_env))
             for p in existing:
                 touched.append(p)
+                self._broken.pop(p.pm_id, None)  # it gets a checked definition now
                 if p.spec.definition() != spec.definition() and p.run is not None:
                     tasks.append(p.restart("definition changed", spec=spec, base_env=base_env))
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "restarted"})
@@ -505,29 +631,27 @@ class Daemon:
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "unchanged"})
         await asyncio.gather(*tasks)
         await self._settle(touched)
-        return {"actions": actions, "list": self.snapshot()}
+        return actions, touched
 
-    async def cmd_restart(self, args: dict) -> dict:
-        if args.get("apps"):
-            base_env = dict(args.get("base_env") or {})
-            specs = [AppSpec.from_dict(d) for d in args["apps"]]
-            procs = []
-            for spec in specs:
-                found = self._by_name(spec.name)
-                if not found:
-                    continue
-                procs.extend(found)
-            if not procs:
-                return await self.cmd_start({**args, "from_file": True})
-            await asyncio.gather(*(p.restart(spec=next(s for s in specs if s.name == p.name),
-                                             base_env=base_env) for p in procs))
+    async def cmd_restart(self, targets: list[str], apps: list[dict[str, Any]],
+                          base_env: dict[str, str], toggle_watch: bool) -> dict:
+        if targets and apps:
+            raise BadRequest("restart: give targets or apps, not both")
+        if apps:
+            specs = self._specs(apps)
+            procs = [p for s in specs for p in self._by_name(s.name)]
+            for p in procs:
+                self._broken.pop(p.pm_id, None)  # it gets a checked definition now
+            by_name = {s.name: s for s in specs}
+            await asyncio.gather(*(p.restart(spec=by_name[p.name], base_env=base_env)
+                                   for p in procs))
             missing = [s for s in specs if not self._by_name(s.name)]
             if missing:
-                await self.cmd_start({"apps": [s.to_dict() for s in missing], "base_env": base_env,
-                                      "from_file": True})
+                _, started = await self._start_specs(missing, base_env, from_file=True)
+                procs += started
         else:
-            procs = self.resolve(args.get("targets") or [])
-            if args.get("toggle_watch"):
+            procs = self._runnable(self.resolve(targets))
+            if toggle_watch:
                 await asyncio.gather(*(p.restart(spec=dataclasses.replace(p.spec, watch=not p.spec.watch))
                                        for p in procs))
             else:
@@ -535,32 +659,31 @@ class Daemon:
         await self._settle(procs)
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
-    async def cmd_stop(self, args: dict) -> dict:
-        procs = self.resolve(args.get("targets") or [])
-        await asyncio.gather(*(p.stop() for p in procs))
+    async def cmd_stop(self, targets: list[str]) -> dict:
+        procs = self.resolve(targets)
+        for tier in stop_tiers(procs):
+            await asyncio.gather(*(p.stop() for p in tier))
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
     async def _delete(self, p: ManagedProcess) -> None:
-        await p.stop("deleted")
-        if p.run is None:
+        if await p.delete():
             self.procs.pop(p.pm_id, None)
-            p.close_logs()
+            self._broken.pop(p.pm_id, None)
 
-    async def cmd_delete(self, args: dict) -> dict:
-        procs = self.resolve(args.get("targets") or [])
+    async def cmd_delete(self, targets: list[str]) -> dict:
+        procs = self.resolve(targets)
         await asyncio.gather(*(self._delete(p) for p in procs))
         if not self.procs:
             self.next_id = 0
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
-    async def cmd_reset(self, args: dict) -> dict:
-        procs = self.resolve(args.get("targets") or [])
+    async def cmd_reset(self, targets: list[str]) -> dict:
+        procs = self.resolve(targets)
         for p in procs:
             p.reset()
         return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
 
-    async def cmd_flush(self, args: dict) -> dict:
-        targets = args.get("targets") or []
+    async def cmd_flush(self, targets: list[str]) -> dict:
         procs = self.resolve(targets) if targets else list(self.procs.values())
         for p in procs:
             p.flush_logs()
@@ -571,16 +694,16 @@ class Daemon:
                 pass
         return {"ids": [p.pm_id for p in procs]}
 
-    async def cmd_reload_logs(self, args: dict) -> dict:
+    async def cmd_reload_logs(self) -> dict:
         self.reopen_logs()
         return {"reopened": len(self.procs)}
 
-    async def cmd_save(self, args: dict) -> dict:
+    async def cmd_save(self, force: bool) -> dict:
         """Write every app and whether it should run to dump.json (atomically, old copy kept)."""
         entries = [{k: v for k, v in p.to_state().items() if k in ("pm_id", "instance", "spec", "base_env", "desired")}
                    for p in self.procs.values()]
         path = str(self.home.dump)
-        if not entries and not args.get("force"):
+        if not entries and not force:
             raise UsageError("no app is managed, so the saved list was left as it is",
                              "use pyvm2 save --force to save an empty list")
         await asyncio.to_thread(atomic_write, path, pack(entries, self.next_id), keep_backup=True)
@@ -603,21 +726,37 @@ class Daemon:
             raise UsageError(f"the saved list cannot be read ({last_error})", "save again with: pyvm2 save")
         raise NotFound(f"nothing saved yet ({self.home.dump} does not exist)", "save the running apps with: pyvm2 save")
 
-    async def cmd_resurrect(self, args: dict) -> dict:
+    async def cmd_resurrect(self, entries: list[dict[str, Any]] | None, if_saved: bool) -> dict:
         """Bring back saved apps: each app not already known is registered and, if it was
-        running, started. Running it twice changes nothing."""
-        entries = args.get("entries")
+        running, started. Running it twice changes nothing. Entries sent by the client must all
+        be usable; an unusable entry of the dump file is skipped and reported."""
+        from_client = entries is not None
         if entries is None:
             try:
                 entries = self.read_dump()
             except NotFound:
-                if not args.get("if_saved"):
+                if not if_saved:
                     raise
                 entries = []
         actions: list[dict] = []
         started: list[ManagedProcess] = []
-        for e in entries:
-            spec = AppSpec.from_dict(e["spec"])
+        usable: list[tuple[AppSpec, dict[str, Any]]] = []
+        for i, e in enumerate(entries):
+            try:
+                spec = AppSpec.from_dict(e["spec"])
+                problem = definition_problem(spec)
+                if problem is not None:
+                    raise ValueError(f"{spec.name}: {problem}")
+            except (KeyError, TypeError, ValueError) as err:
+                what = f"entry {i} ({e.get('spec', {}).get('name', '?')!s:.60})" \
+                    if isinstance(e.get("spec"), dict) else f"entry {i}"
+                if from_client:
+                    raise BadRequest(f"resurrect: {what} is not usable: {err}") from None
+                self.log(f"{self.home.dump}: {what} skipped: {err}")
+                actions.append({"name": what, "pm_id": None, "action": f"skipped: {err}"})
+                continue
+            usable.append((spec, e))
+        for spec, e in usable:
             instance = int(e.get("instance") or 0)
             present = [p for p in self.procs.values() if p.name == spec.name and p.instance == instance]
             if present:
@@ -634,14 +773,14 @@ class Daemon:
         await self._settle(started)
         return {"actions": actions, "list": self.snapshot()}
 
-    async def cmd_handover(self, args: dict) -> dict:
+    async def cmd_handover(self) -> dict:
         """Leave, keeping every app running, so that a new daemon can adopt them."""
         self.log("handing over to a new daemon; apps keep running")
         self._handover = True
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"pid": os.getpid(), "kept": sum(1 for p in self.procs.values() if p.run is not None)}
 
-    async def cmd_kill(self, args: dict) -> dict:
+    async def cmd_kill(self) -> dict:
         n = len(self.procs)
         left = await self.stop_all()
         if left:
@@ -655,5 +794,35 @@ class Daemon:
         return {"stopped": n, "pid": os.getpid()}
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f}M"
+def definition_problem(spec: AppSpec) -> str | None:
+    """Why the daemon cannot run `spec` as it is, or None. The CLI validates every definition it
+    sends; this catches one that did not pass there (another client, an edited state file)."""
+    for key in ("name", "script", "cwd"):
+        value = getattr(spec, key)
+        if not isinstance(value, str) or not value:
+            return f"{key} must be a non-empty string"
+    if not isinstance(spec.instances, int) or spec.instances < 1:
+        return "instances must be a whole number of at least 1"
+    if (spec.user or spec.group) and os.geteuid() != 0:
+        import pwd
+
+        who = f"user {spec.user}" if spec.user else f"group {spec.group}"
+        return (f"running as {who} needs pyvm2's daemon to run as root (it runs as "
+                f"{pwd.getpwuid(os.geteuid()).pw_name}); start pyvm2 as root, or remove the "
+                f"app's {'user' if spec.user else 'group'}")
+    if spec.cron_restart is not None:
+        from pyvm2.cronexpr import validate
+
+        problem = validate(spec.cron_restart)
+        if problem is not None:
+            return f"cron_restart: {problem}"
+    return None
+
+
+def stop_tiers(procs: list[ManagedProcess]) -> list[list[ManagedProcess]]:
+    """Apps to stop one tier after the other: by supervisor's priority, highest first, so what
+    started first stops last. Apps without a priority stop together with priority 999."""
+    tiers: dict[int, list[ManagedProcess]] = {}
+    for p in procs:
+        tiers.setdefault(999 if p.spec.priority is None else p.spec.priority, []).append(p)
+    return [tiers[k] for k in sorted(tiers, reverse=True)]

@@ -12,9 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pyvm2.daemon.safefs import open_append, open_new, truncate
 from pyvm2.dayjs import format_dayjs
 
 DEVNULL = "/dev/null"
+#: Rotation when neither config.json nor the app says otherwise: at 10 MiB, keeping 5 files.
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+DEFAULT_RETAIN = 5
 
 
 class _Prefixer:
@@ -39,8 +43,8 @@ class _Prefixer:
 class Rotation:
     """Size-based rotation: `name.log` -> `name.log.1` ... `name.log.<keep>`."""
 
-    max_size: int = 10 * 1024 * 1024
-    keep: int = 5
+    max_size: int = DEFAULT_MAX_SIZE
+    keep: int = DEFAULT_RETAIN
     compress: bool = False
 
     @property
@@ -50,7 +54,8 @@ class Rotation:
 
 def _compress(path: str) -> None:
     try:
-        with open(path, "rb") as src, gzip.open(path + ".gz.tmp", "wb") as dst:
+        with open(path, "rb") as src, os.fdopen(open_new(path + ".gz.tmp"), "wb") as raw, \
+                gzip.GzipFile(fileobj=raw, mode="wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
         os.replace(path + ".gz.tmp", path + ".gz")
         os.unlink(path)
@@ -59,8 +64,11 @@ def _compress(path: str) -> None:
 
 
 class LogFile:
-    """An append-only file that rotates at line boundaries and survives write errors: it warns
-    once, drops output (memory stays bounded) and tries again later."""
+    """An append-only file that rotates at line boundaries and survives write errors (a full disk,
+    a file-size limit, a folder gone): it warns once, drops output (memory stays bounded), tries
+    again later and says how much was lost. A line is written whole or dropped whole: when a write
+    fails mid-line, the line's head is cut from the file and its tail is skipped when writing
+    resumes, so two lines are never glued together."""
 
     RETRY_S = 5.0
 
@@ -73,10 +81,16 @@ class LogFile:
         self.background = background
         self.fd: int | None = None
         self.size = 0
-        self.at_line_start = True
+        self.line_end = 0          # the file's size up to its last complete line
+        self.skip_line = False     # the rest of a dropped line is still to come: skip it
+        self.trim = False          # the file ends with the head of a dropped line: cut it
         self.failed_at: float | None = None
         self.dropped = 0
         self.error: str | None = None
+
+    @property
+    def at_line_start(self) -> bool:
+        return self.size == self.line_end
 
     def _open(self) -> bool:
         if self.path is None or self.path == DEVNULL:
@@ -87,8 +101,13 @@ class LogFile:
             return False
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-            self.size = os.fstat(self.fd).st_size
+            self.fd = open_append(self.path)
+            size = os.fstat(self.fd).st_size
+            if self.trim and size == self.size:
+                os.ftruncate(self.fd, self.line_end)
+                size = self.line_end
+            self.trim = False
+            self.size = self.line_end = size
             return True
         except OSError as e:
             self._failed(e)
@@ -101,12 +120,37 @@ class LogFile:
         self.failed_at = time.monotonic()
         self.close()
 
+    def _drop(self, data: bytes | memoryview) -> None:
+        """Count data that will never be written; what is left of its line goes too."""
+        self.dropped += len(data)
+        if len(data):
+            self.skip_line = data[-1:] != b"\n"
+        if not self.at_line_start:
+            self.trim = True
+            if self.fd is not None:
+                try:
+                    os.ftruncate(self.fd, self.line_end)
+                    self.size, self.trim = self.line_end, False
+                except OSError:
+                    pass
+
     def write(self, data: bytes) -> None:
         if not data:
             return
-        if not self._open():
-            if self.path not in (None, DEVNULL):
+        if self.path in (None, DEVNULL):
+            return
+        if self.skip_line:
+            nl = data.find(b"\n")
+            if nl < 0:
                 self.dropped += len(data)
+                return
+            self.dropped += nl + 1
+            self.skip_line = False
+            data = data[nl + 1:]
+            if not data:
+                return
+        if not self._open():
+            self._drop(data)
             return
         rot = self.rotation
         while rot.enabled and self.size + len(data) > rot.max_size:
@@ -134,22 +178,31 @@ class LogFile:
 
     def _write(self, data: bytes) -> bool:
         view = memoryview(data)
+        start = self.size
         try:
             while view:
                 n = os.write(self.fd, view)  # type: ignore[arg-type]
                 view = view[n:]
                 self.size += n
-            self.at_line_start = data.endswith(b"\n")
-            if self.error is not None:
-                self.warn(f"writing {self.path} again ({self.dropped} bytes were dropped)")
-                self.error, self.failed_at, self.dropped = None, None, 0
-            return True
         except OSError as e:
             if e.errno == errno.EINTR:
+                self._mark_lines(data, start)
                 return self._write(bytes(view))
-            self.dropped += len(view)
+            self._mark_lines(data, start)
+            self._drop(view)
             self._failed(e)
             return False
+        self._mark_lines(data, start)
+        if self.error is not None:
+            self.warn(f"writing {self.path} again ({self.dropped} bytes were dropped)")
+            self.error, self.failed_at, self.dropped = None, None, 0
+        return True
+
+    def _mark_lines(self, data: bytes, start: int) -> None:
+        """Move line_end past the complete lines of data that reached the file."""
+        nl = data.rfind(b"\n", 0, self.size - start)
+        if nl >= 0:
+            self.line_end = start + nl + 1
 
     def _rotate(self) -> bool:
         assert self.path is not None
@@ -172,12 +225,11 @@ class LogFile:
                     first = f"{self.path}.1"
                     self.background(lambda: _compress(first))
             else:
-                os.truncate(self.path, 0)
+                truncate(self.path)
         except OSError as e:
             self._failed(e)
             return False
-        self.size = 0
-        self.at_line_start = True
+        self.size = self.line_end = 0
         return self._open()
 
     def reopen(self) -> None:
@@ -272,9 +324,3 @@ class LogSink:
     def close(self) -> None:
         for f in self.files():
             f.close()
-
-    def error(self) -> str | None:
-        for f in self.files():
-            if f.error:
-                return f"{f.path}: {f.error}"
-        return None

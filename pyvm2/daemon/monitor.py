@@ -1,14 +1,18 @@
-"""Samples each app's whole process tree (cpu %, rss) and reports limits crossed."""
+"""Samples each app's whole process tree (cpu %, rss) and asks for a restart when a tree is over
+its memory limit."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-_PROC = "/proc"
+from pyvm2.procfs import PPID, PROC, RSS, STATE, STIME, UTIME, stat_fields
+
 #: Children lists are read every this many samples; a process that appears in an app's tree is
 #: counted at the latest that many seconds later, its known members every second.
 WALK_EVERY = 5
@@ -21,6 +25,59 @@ class Sample:
     cpu: float      # percent of one core, over the last interval
     rss: int        # bytes, the whole tree
     pids: int
+
+
+class Sampled(Protocol):
+    """What the monitor reads and writes of an app instance."""
+
+    pm_id: int
+    cpu: float
+    memory: int
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def memory_limit(self) -> int | None: ...
+
+
+def over_limit(rss: int, limit: int | None) -> str | None:
+    """The restart reason when a tree's memory is over its limit, else None."""
+    if limit and rss > limit:
+        return f"memory {_mb(rss)} > {_mb(limit)}"
+    return None
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f}M"
+
+
+class Monitor:
+    """Each `tick` samples every running instance's tree (in a worker thread), stores its cpu
+    and memory, and calls `request_restart(pm_id, reason)` (the daemon's one path for automatic
+    restarts, which drops it while the instance is busy and applies the back-off) for each tree
+    over its memory limit. The rest runs on the loop."""
+
+    def __init__(self, request_restart: Callable[[int, str], None]) -> None:
+        self._sampler = Sampler()
+        self._request_restart = request_restart
+
+    async def tick(self, apps: Iterable[Sampled]) -> None:
+        apps = list(apps)
+        roots = {a.pm_id: pid for a in apps if (pid := a.pid)}
+        samples = await asyncio.to_thread(self._sampler.sample, roots)
+        self.apply(apps, roots, samples)
+
+    def apply(self, apps: Iterable[Sampled], roots: Mapping[int, int],
+              samples: Mapping[int, Sample]) -> None:
+        for a in apps:
+            s = samples.get(a.pm_id)
+            if s is None or a.pid != roots.get(a.pm_id):
+                continue  # gone or restarted while sampling: the figures are not its own
+            a.cpu, a.memory = s.cpu, s.rss
+            reason = over_limit(s.rss, a.memory_limit)
+            if reason is not None:
+                self._request_restart(a.pm_id, reason)
 
 
 class Sampler:
@@ -93,7 +150,7 @@ class Sampler:
         return out
 
 
-_HAS_CHILDREN = os.path.exists(f"{_PROC}/self/task/{os.getpid()}/children")
+_HAS_CHILDREN = os.path.exists(f"{PROC}/self/task/{os.getpid()}/children")
 
 
 def _read(path: str) -> bytes:
@@ -107,18 +164,17 @@ def _read(path: str) -> bytes:
 
 def _stat(pid: int) -> tuple[int, float, int] | None:
     """(ppid, cpu seconds, rss bytes) of one live process, None if gone or a zombie."""
+    fields = stat_fields(pid)
+    if fields is None or fields[STATE] == b"Z":
+        return None
     try:
-        stat = _read(f"{_PROC}/{pid}/stat")
-        rest = stat[stat.rindex(b")") + 2:].split()
-        # rest[0] is field 3 (state); utime/stime are fields 14/15, rss field 24
-        if rest[0] == b"Z":
-            return None
-        return int(rest[1]), (int(rest[11]) + int(rest[12])) / _CLK, int(rest[21]) * _PAGE
-    except (OSError, ValueError, IndexError):
+        return (int(fields[PPID]), (int(fields[UTIME]) + int(fields[STIME])) / _CLK,
+                int(fields[RSS]) * _PAGE)
+    except (ValueError, IndexError):
         return None
 
 
-def _trees_linux(roots, all_threads: bool = True) -> dict[int, tuple[int, float, int]]:
+def _trees_linux(roots: Iterable[int], all_threads: bool = True) -> dict[int, tuple[int, float, int]]:
     """Only the apps' own trees, found through the kernel's children lists: the cost follows
     the number of app processes, not of every process on the machine. Children forked by a
     thread other than the main one are seen when `all_threads` is set."""
@@ -133,12 +189,12 @@ def _trees_linux(roots, all_threads: bool = True) -> dict[int, tuple[int, float,
             continue
         table[pid] = st
         try:
-            tids = os.listdir(f"{_PROC}/{pid}/task") if all_threads else [pid]
+            tids = os.listdir(f"{PROC}/{pid}/task") if all_threads else [pid]
         except OSError:
             continue
         for tid in tids:
             try:
-                stack.extend(int(c) for c in _read(f"{_PROC}/{pid}/task/{tid}/children").split())
+                stack.extend(int(c) for c in _read(f"{PROC}/{pid}/task/{tid}/children").split())
             except (OSError, ValueError):
                 continue
     return table
@@ -147,22 +203,9 @@ def _trees_linux(roots, all_threads: bool = True) -> dict[int, tuple[int, float,
 def _table_linux() -> dict[int, tuple[int, float, int]]:
     """pid -> (ppid, cpu seconds, rss bytes) from one pass over /proc."""
     table = {}
-    for entry in os.listdir(_PROC):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{_PROC}/{entry}/stat", "rb") as f:
-                stat = f.read()
-            rest = stat[stat.rindex(b")") + 2:].split()
-            # rest[0] is field 3 (state); utime/stime are fields 14/15, rss field 24
-            if rest[0] == b"Z":
-                continue
-            ppid = int(rest[1])
-            cpu = (int(rest[11]) + int(rest[12])) / _CLK
-            rss = int(rest[21]) * _PAGE
-            table[int(entry)] = (ppid, cpu, rss)
-        except (OSError, ValueError, IndexError):
-            continue
+    for entry in os.listdir(PROC):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            table[int(entry)] = st
     return table
 
 

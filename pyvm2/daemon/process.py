@@ -4,25 +4,21 @@ tree, schedules restarts and keeps the counters pm2 shows."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import os
-import signal
-import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pyvm2.daemon import policy, spawn, tree
+from pyvm2.daemon import policy, safefs, spawn, tree
 from pyvm2.daemon.logs import LogSink, Rotation
-from pyvm2.errors import SpawnError
+from pyvm2.daemon.runner import Cancellable, Clock, OsSpawner, Spawner, SystemClock
+from pyvm2.errors import NotFound, SpawnError
 from pyvm2.spec import AppSpec
-from pyvm2.status import Status, check_transition
-
-#: How long a stop waits after SIGKILL before it calls the process unkillable.
-KILL_GRACE_S = 5.0
+from pyvm2.status import Desired, Status, is_allowed
 
 
 @dataclass
@@ -37,6 +33,9 @@ class Hooks:
     rotation: Callable[[AppSpec], Rotation]
     background: Callable[[Callable[[], None]], None]
     scanner: tree.Scanner
+    #: the OS side; None: real processes (runner.OsSpawner on run_dir and scanner)
+    spawner: Spawner | None = None
+    clock: Clock = field(default_factory=SystemClock)
 
 
 @dataclass(frozen=True)
@@ -47,40 +46,71 @@ class LogPaths:
     pid: str
 
 
-def _leader(run: spawn.Run) -> int | None:
-    """The run's pid, usable as a process and group id only until we reap it: after that the
-    kernel may give it to someone else, and the run is found by its token alone."""
-    return run.pid if run.alive else None
-
-
 def _ms(t: float | None) -> int | None:
     return None if t is None else int(t * 1000)
 
 
 class ManagedProcess:
+    """One instance of an app: its status, what the user wants of it (`desired`), its run (the
+    OS process it started, at most one), its pending restart, its logs and the counters pm2 shows.
+
+    Everything runs on the daemon's event loop. The spawner does its blocking work (the /proc
+    scan) in worker threads and hands back results on the loop; the daemon's monitor writes `cpu`
+    and `memory` from the loop after each sample.
+
+    Ordering: `lock` serialises everything that changes the run or the status: the commands
+    (`start`, `stop`, `restart`, `delete`), automatic restarts and the handling of an exit. Waiters
+    get it in arrival order (asyncio.Lock is FIFO), and each checks again once it holds it: a
+    command writes `desired` (and `delete` marks the instance removed) before it waits, so an
+    automatic restart queued behind a stop or a delete finds it and does nothing.
+
+    Automatic restarts (cron, watch, the memory limit) all come through `request_restart(reason,
+    trigger)`: dropped when the user does not want the app running, when it is deleted, or while
+    a command or another restart is in flight (that one decides what runs next); otherwise done
+    under the lock, waiting first when policy.before_restart says the trigger backs off. Every
+    restart, automatic or not, is counted and recorded in `_restart_now`.
+
+    Invariants:
+
+    * `status` is written only by `_set`, which checks status.TRANSITIONS. A change outside the
+      table is a bug: it is logged with its stack in the daemon log, then applied, so the status
+      still says what the process does.
+    * `run` is set in launching, online and stopping, and only there (seen from any await).
+    * Nothing new is spawned while a member of the previous run lives: every end of a run, a stop
+      or an exit, goes through `_end_run`, which sweeps the whole tree first; a tree that survives
+      SIGKILL leaves the instance errored.
+    * The restart timer exists only in waiting restart: leaving that status cancels it.
+    * `desired` changes only by the user's commands, never by an automatic restart or an exit.
+    * Once removed (deleted), nothing starts again: commands raise NotFound, restarts are dropped.
+    """
+
     def __init__(self, pm_id: int, spec: AppSpec, instance: int, base_env: Mapping[str, str],
-                 paths: LogPaths, hooks: Hooks) -> None:
+                 paths: LogPaths, hooks: Hooks, *, status: Status = Status.STOPPED,
+                 status_reason: str | None = None) -> None:
         self.pm_id = pm_id
         self.spec = spec
         self.instance = instance
         self.base_env = dict(base_env)
         self.paths = paths
         self.hooks = hooks
-        self.status = Status.STOPPED
-        self.status_reason: str | None = None
+        self.spawner: Spawner = hooks.spawner or OsSpawner(hooks.run_dir, hooks.scanner)
+        self.clock = hooks.clock
+        self._status = status           # the initial status is no transition; see _set
+        self.status_reason = status_reason
         self.last_restart_reason: str | None = None
         self.run: spawn.Run | None = None
         self.restart_time = 0
         self.restart_state = policy.RestartState()
-        self.created_at = time.time()
+        self.created_at = self.clock.time()
         self.exit_code: int | None = None
         self.next_restart_at: float | None = None
-        self.desired = "stopped"       # what the user asked for: "running" or "stopped"
+        self.desired = Desired.STOPPED
+        self.removed = False
         self.cpu = 0.0
         self.memory = 0
         self.lock = asyncio.Lock()
-        self._timer: asyncio.TimerHandle | None = None
-        self._limit_delay_ms = 0
+        self._timer: Cancellable | None = None
+        self._restart_pending = False   # a restart task or a fired timer waits for the lock
         self._sink: LogSink | None = None
         self.warnings: list[str] = []
 
@@ -97,13 +127,30 @@ class ManagedProcess:
     def pid(self) -> int | None:
         return self.run.pid if self.run is not None and self.run.alive else None
 
+    @property
+    def memory_limit(self) -> int | None:
+        return self.spec.max_memory_restart
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
     # ---- state --------------------------------------------------------------------------
     def _set(self, status: Status, reason: str | None = None) -> None:
-        if status != self.status:
-            check_transition(self.status, status)
-            self.status = status
+        """The only writer of `status`."""
+        old = self._status
+        if not is_allowed(old, status):
+            stack = "".join(traceback.format_stack(limit=8)[:-1])
+            self.hooks.log(f"BUG: App [{self.label}] illegal status change {old.value!r} -> "
+                           f"{status.value!r} ({reason}); please report it. At:\n{stack}")
+        self._status = status
         self.status_reason = reason
+        if status is not Status.WAITING_RESTART:
+            self._cancel_timer()
         self.hooks.changed()
+
+    def _log(self, msg: str) -> None:
+        self.hooks.log(f"App [{self.label}] {msg}")
 
     def sink(self) -> LogSink:
         if self._sink is None:
@@ -115,74 +162,69 @@ class ManagedProcess:
         return self._sink
 
     def _log_warning(self, msg: str) -> None:
-        self.hooks.log(f"App [{self.label}] {msg}")
+        self._log(msg)
         if msg not in self.warnings:
             self.warnings = (self.warnings + [msg])[-5:]
             self.hooks.changed()
 
+    def _check_present(self) -> None:
+        if self.removed:
+            raise NotFound(f"process {self.label} was deleted meanwhile",
+                           "see the names and ids with: pyvm2 list")
+
     # ---- commands (each takes the lock) --------------------------------------------------
     async def start(self) -> None:
         """Start if not running; a user start also forgets earlier crash accounting."""
-        self.desired = "running"
-        self.cancel_timer()
+        self.desired = Desired.RUNNING
         async with self.lock:
+            self._check_present()
             if self.run is not None:
                 return
-            self.restart_state = policy.RestartState()
+            self.restart_state = policy.forgive(self.restart_state)
             self._spawn()
 
     async def stop(self, reason: str = "stopped by user", *, keep_desired: bool = False) -> None:
         if not keep_desired:
-            self.desired = "stopped"
-        self.cancel_timer()
+            self.desired = Desired.STOPPED
         async with self.lock:
-            await self._stop_locked(reason)
+            if not self.removed:
+                await self._stop_locked(reason)
 
     async def restart(self, reason: str = "restarted by user", spec: AppSpec | None = None,
                       base_env: Mapping[str, str] | None = None) -> None:
-        self.desired = "running"
-        self.cancel_timer()
+        self.desired = Desired.RUNNING
         async with self.lock:
-            was_running = self.run is not None
-            await self._stop_locked(reason)
+            self._check_present()
+            run = self.run
+            ended = run is None or await self._end_run(run, reason)
             if spec is not None:
                 self.replace_spec(spec)
             if base_env is not None:
                 self.base_env = dict(base_env)
-            if was_running:
-                self.restart_time += 1
-            self.restart_state = policy.RestartState()
-            self.created_at = time.time()
-            self.last_restart_reason = reason
-            self._spawn()
+            if ended:
+                self._restart_now(reason, counted=run is not None, fresh=True)
 
-    async def limit_restart(self, reason: str) -> None:
-        """A restart the daemon decided on (memory limit): counted in ↺, and backing off when
-        the app crosses its limit again soon after starting, so it never becomes a tight loop."""
-        self.cancel_timer()
+    async def delete(self) -> bool:
+        """Stop for good; True once nothing of it runs (it is then removed and its logs closed),
+        False if a process survived the stop (it stays, errored, so `list` still shows it)."""
+        self.desired = Desired.STOPPED
         async with self.lock:
-            run = self.run
-            if run is None or self.desired != "running":
-                return
-            uptime_ms = (time.monotonic() - run.started_mono) * 1000
-            self.hooks.log(f"App [{self.label}] restarting: {reason}")
-            if not await self._end_run(run, reason):
-                return
-            # the first restart is immediate; a limit crossed again soon after starting waits
-            # 1 s, then x1.5; a run of 30 s forgives
-            if uptime_ms < policy.BACKOFF_RESET_MS:
-                delay = self._limit_delay_ms
-                self._limit_delay_ms = policy.next_backoff(self._limit_delay_ms, 1000)
-            else:
-                delay = self._limit_delay_ms = 0
-            if delay:
-                self._set(Status.WAITING_RESTART, reason)
-                self.hooks.log(f"App [{self.label}] will restart in {delay}ms")
-                self._schedule_restart(delay / 1000, reason)
-                return
-            self.restart_time += 1
-            self.last_restart_reason = reason
-            self._spawn()
+            if not self.removed:
+                await self._stop_locked("deleted")
+                if self.status is Status.STOPPED:
+                    self.removed = True
+                    self.close_logs()
+            return self.removed
+
+    def request_restart(self, reason: str, trigger: policy.Trigger) -> asyncio.Task[bool] | None:
+        """The one way in for automatic restarts. Returns the task doing it, or None if dropped."""
+        if (self.removed or self.desired is not Desired.RUNNING or self.lock.locked()
+                or self._restart_pending):
+            return None
+        if policy.RULES[trigger].needs_run and self.run is None:
+            return None
+        self._restart_pending = True
+        return asyncio.get_running_loop().create_task(self._auto_restart(reason, trigger))
 
     def replace_spec(self, spec: AppSpec) -> None:
         self.spec = spec
@@ -197,7 +239,7 @@ class ManagedProcess:
     def reset(self) -> None:
         self.restart_time = 0
         self.restart_state = policy.RestartState()
-        self.created_at = time.time()
+        self.created_at = self.clock.time()
         self.hooks.changed()
 
     def reopen_logs(self) -> None:
@@ -206,23 +248,84 @@ class ManagedProcess:
 
     def flush_logs(self) -> None:
         for p in {self.paths.out, self.paths.err, self.paths.combined}:
-            if p and p != "/dev/null" and os.path.exists(p):
-                with contextlib.suppress(OSError), open(p, "r+b") as f:
-                    f.truncate(0)
+            if p and p != "/dev/null":
+                try:
+                    safefs.truncate(p)
+                except OSError as e:
+                    self._log_warning(f"cannot flush {p}: {e.strerror or e}")
 
-    def cancel_timer(self) -> None:
+    # ---- restarts -----------------------------------------------------------------------
+    async def _auto_restart(self, reason: str, trigger: policy.Trigger) -> bool:
+        try:
+            async with self.lock:
+                self._restart_pending = False
+                if self.removed or self.desired is not Desired.RUNNING or self.hooks.shutting_down():
+                    return False
+                rule = policy.RULES[trigger]
+                run = self.run
+                if rule.needs_run and run is None:
+                    return False
+                self._log(f"restarting: {reason}")
+                uptime_ms = None
+                if run is not None:
+                    uptime_ms = (self.clock.monotonic() - run.started_mono) * 1000
+                    if not await self._end_run(run, reason):
+                        return False
+                delay_ms, self.restart_state = policy.before_restart(trigger, self.restart_state,
+                                                                     uptime_ms)
+                if delay_ms:
+                    self._wait(delay_ms, reason)
+                else:
+                    self._restart_now(reason, counted=run is not None, fresh=rule.fresh)
+                return True
+        except Exception:  # the daemon stays up; the instance is left as the failure left it
+            self._log(f"restart failed: {traceback.format_exc()}")
+            return False
+
+    def _restart_now(self, reason: str, *, counted: bool, fresh: bool) -> None:
+        """The bookkeeping of every restart, then the spawn. Must hold the lock, with no run."""
+        if counted:
+            self.restart_time += 1
+        if fresh:
+            self.restart_state = policy.forgive(self.restart_state)
+            self.created_at = self.clock.time()
+        self.last_restart_reason = reason
+        self._spawn()
+
+    def _wait(self, delay_ms: int, reason: str) -> None:
+        """Waiting restart: the timer restarts the instance unless a command comes first."""
+        self._set(Status.WAITING_RESTART, reason)
+        self._log(f"will restart in {delay_ms}ms")
+        loop = asyncio.get_running_loop()
+        self.next_restart_at = self.clock.time() + delay_ms / 1000
+
+        def fire() -> None:
+            self._timer = None
+            self._restart_pending = True
+            loop.create_task(self._restart_after_wait(reason))
+
+        self._timer = self.clock.call_later(delay_ms / 1000, fire)
+
+    async def _restart_after_wait(self, reason: str) -> None:
+        async with self.lock:
+            self._restart_pending = False
+            if (self.status is not Status.WAITING_RESTART or self.run is not None or self.removed
+                    or self.desired is not Desired.RUNNING):
+                return
+            self._restart_now(reason, counted=True, fresh=False)
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.next_restart_at = None
 
-    # ---- internals ----------------------------------------------------------------------
+    # ---- runs ---------------------------------------------------------------------------
     async def _stop_locked(self, reason: str) -> None:
         run = self.run
         if run is None:
-            if self.status in (Status.WAITING_RESTART, Status.ERRORED, Status.STOPPED):
-                if self.status != Status.STOPPED or self.status_reason != reason:
-                    self._set(Status.STOPPED, reason)
+            if self.status is not Status.STOPPED or self.status_reason != reason:
+                self._set(Status.STOPPED, reason)
             return
         self.hooks.log(f"Stopping app:{self.name} id:{self.pm_id}")
         if await self._end_run(run, reason):
@@ -231,11 +334,11 @@ class ManagedProcess:
     async def _end_run(self, run: spawn.Run, reason: str) -> bool:
         """Stopping until every process of the run is gone; errored (False) if one survived."""
         self._set(Status.STOPPING, reason)
-        failure = await self._terminate(run)
+        failure = await self.spawner.terminate(run, self.spec, self._log)
         self._finish_run(run)
         if failure:
             self._set(Status.ERRORED, failure)
-            self.hooks.log(f"App [{self.label}] {failure}")
+            self._log(failure)
             return False
         return True
 
@@ -258,22 +361,20 @@ class ManagedProcess:
 
     def _spawn(self) -> None:
         """Start one run. Must hold the lock. Failures end errored: no restart storm."""
-        loop = asyncio.get_running_loop()
         self._set(Status.LAUNCHING, None)
         env = spawn.build_env(self.spec, self.base_env, self._extra_env())
-        capture = not self.spec.disable_logs
         try:
-            run = spawn.start(self.spec, env, uuid.uuid4().hex, loop, self.hooks.run_dir,
-                              capture=capture)
+            run = self.spawner.start(self.spec, env, uuid.uuid4().hex,
+                                     not self.spec.disable_logs)
         except SpawnError as e:
             self.run = None
             self._set(Status.ERRORED, e.message)
-            self.hooks.log(f"App [{self.label}] cannot start: {e.message}")
+            self._log(f"cannot start: {e.message}")
             return
         self._attach(run)
         self._write_pid(run.pid)
         self._set(Status.ONLINE, None)
-        self.hooks.log(f"App [{self.label}] online (pid {run.pid})")
+        self._log(f"online (pid {run.pid})")
 
     def _attach(self, run: spawn.Run) -> None:
         """Read the run's output and supervise its exit."""
@@ -293,31 +394,23 @@ class ManagedProcess:
             sink.close()  # replaced while this run was still writing
 
     def adopt(self, run: spawn.Run) -> None:
-        """Take over a run found alive after a daemon restart."""
+        """Take over a run found alive after a daemon restart (the instance was built online)."""
         self._attach(run)
-        self.status = Status.ONLINE
-        self.status_reason = None
-        self.hooks.log(f"App [{self.label}] re-adopted (pid {run.pid})")
+        self._log(f"re-adopted (pid {run.pid})")
         self.hooks.changed()
 
-    def _write_pid(self, pid: int | None) -> None:
-        path = self.paths.pid
+    def _write_pid(self, pid: int) -> None:
         try:
-            if pid is None:
-                os.unlink(path)
-            else:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "w") as f:
-                    f.write(str(pid))
-        except OSError:
-            pass
+            safefs.write_pid(self.paths.pid, pid)
+        except OSError as e:
+            self._log_warning(f"cannot write pid file {self.paths.pid}: {e.strerror or e}")
 
     def _finish_run(self, run: spawn.Run) -> None:
         if self.run is run:
             self.run = None
         self.exit_code = run.exit_code
-        spawn.remove_fifos(self.hooks.run_dir, run.token)
-        self._write_pid(None)
+        self.spawner.release(run)
+        safefs.remove_pid(self.paths.pid, run.pid)
         self.cpu, self.memory = 0.0, 0
 
     async def _supervise(self, run: spawn.Run) -> None:
@@ -325,107 +418,36 @@ class ManagedProcess:
         async with self.lock:
             if self.run is not run:
                 return  # a stop or restart already handled this exit
-            self.hooks.log(f"App [{self.label}] {policy.describe_exit(code, sig)}")
+            what = policy.describe_exit(code, sig)
+            self._log(what)
             # what the app left behind must go before anything new starts
-            if not await self._end_run(run, policy.describe_exit(code, sig)):
+            if not await self._end_run(run, what):
                 return
-            if self.desired != "running" or self.hooks.shutting_down():
-                self._set(Status.STOPPED, policy.describe_exit(code, sig))
+            if self.desired is not Desired.RUNNING or self.hooks.shutting_down():
+                self._set(Status.STOPPED, what)
                 return
-            uptime_ms = (time.monotonic() - run.started_mono) * 1000
+            uptime_ms = (self.clock.monotonic() - run.started_mono) * 1000
             d = policy.decide(self.spec, self.restart_state, code=code, signal_name=sig,
                               uptime_ms=uptime_ms)
             self.restart_state = d.state
+            if d.status == Status.WAITING_RESTART:
+                self._wait(d.delay_ms, d.reason)
+                return
             self._set(d.status, d.reason)
             if d.status == Status.ERRORED:
                 self.hooks.log(f"Script {self.spec.script} had too many unstable restarts "
                                f"({self.spec.max_restarts}). Stopped. \"errored\"")
-            elif d.status == Status.WAITING_RESTART:
-                self.hooks.log(f"App [{self.label}] will restart in {d.delay_ms}ms")
-                self._schedule_restart(d.delay_ms / 1000, d.reason)
-
-    def _schedule_restart(self, delay_s: float, reason: str) -> None:
-        loop = asyncio.get_running_loop()
-        self.next_restart_at = time.time() + delay_s
-
-        def fire() -> None:
-            self._timer = None
-            loop.create_task(self._auto_restart(reason))
-
-        self._timer = loop.call_later(delay_s, fire)
-
-    async def _auto_restart(self, reason: str) -> None:
-        async with self.lock:
-            if self.status != Status.WAITING_RESTART or self.run is not None:
-                return
-            self.next_restart_at = None
-            self.restart_time += 1
-            self.last_restart_reason = reason
-            self._spawn()
-
-    async def _terminate(self, run: spawn.Run) -> str | None:
-        """Stop every process of this run; return a reason if something could not be killed."""
-        sig = getattr(signal, self.spec.kill_signal, signal.SIGINT)
-        procs = tree.members(_leader(run), run.token, await self.hooks.scanner.fresh())
-        if not procs and not run.alive:
-            return None  # it exited and left nothing behind: the common case, one scan
-        if self.spec.treekill:
-            tree.signal_all(procs, sig, group=_leader(run))
-        elif run.alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(run.pid, sig)
-        if await self._wait_gone(run, procs, self.spec.kill_timeout / 1000, sig):
-            return None
-        survivors = tree.members(_leader(run), run.token, await self.hooks.scanner.fresh(), procs)
-        self.hooks.log(f"App [{self.label}] still alive after {self.spec.kill_timeout}ms, "
-                       f"sending SIGKILL to {len(survivors)} process(es)")
-        tree.signal_all(survivors, signal.SIGKILL, group=_leader(run))
-        if await self._wait_gone(run, survivors, KILL_GRACE_S, signal.SIGKILL):
-            return None
-        left = tree.still_alive(survivors)
-        pids = ", ".join(str(p.pid) for p in left) or str(run.pid)
-        return f"could not be killed (pid {pids} survived SIGKILL)"
-
-    async def _wait_gone(self, run: spawn.Run, procs: list, timeout: float, sig: int) -> bool:
-        deadline = time.monotonic() + timeout
-        delay = 0.01
-        rescanned = False
-        while True:
-            if not run.alive and not tree.still_alive(procs):
-                if rescanned:
-                    return True
-                # something may have been forked while we waited
-                procs = tree.members(_leader(run), run.token, await self.hooks.scanner.fresh(), procs)
-                rescanned = True
-                if not procs:
-                    return True
-                tree.signal_all(procs, sig)
-                continue
-            if time.monotonic() >= deadline:
-                return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(run.exited), delay)
-            delay = min(delay * 2, 0.1)
 
     async def sweep_orphans(self, token: str) -> None:
         """Stop what is left of a run whose leader died while no daemon watched it."""
-        procs = tree.members(None, token, await self.hooks.scanner.fresh())
-        if not procs:
-            return
-        self.hooks.log(f"App [{self.label}] stopping {len(procs)} orphaned process(es) of its last run")
-        sig = getattr(signal, self.spec.kill_signal, signal.SIGINT)
-        tree.signal_all(procs, sig)
-        deadline = time.monotonic() + self.spec.kill_timeout / 1000
-        while tree.still_alive(procs) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        tree.signal_all(tree.still_alive(procs), signal.SIGKILL)
+        await self.spawner.sweep(token, self.spec, self._log)
 
     def to_state(self) -> dict[str, Any]:
         run = self.run
         return {
             "pm_id": self.pm_id, "instance": self.instance, "spec": self.spec.to_dict(),
             "base_env": self.base_env, "paths": dataclasses.asdict(self.paths),
-            "desired": self.desired, "status": self.status.value,
+            "desired": self.desired.value, "status": self.status.value,
             "status_reason": self.status_reason, "restart_time": self.restart_time,
             "created_at": self.created_at, "last_restart_reason": self.last_restart_reason,
             "run": None if run is None or not run.alive else {
@@ -459,7 +481,7 @@ class ManagedProcess:
                 "pm_log_path": self.paths.combined, "pm_pid_path": self.paths.pid,
                 "exec_mode": "cluster_mode" if s.exec_mode == "cluster" else "fork_mode",
                 "instances": s.instances, "watch": list(s.watch) if isinstance(s.watch, tuple) else s.watch,
-                "autorestart": s.autorestart, "username": _username(), "version": "N/A",
+                "autorestart": s.autorestart is not False, "username": s.user or _username(), "version": "N/A",
                 "max_memory_restart": s.max_memory_restart, "cron_restart": s.cron_restart,
                 "kill_signal": s.kill_signal, "kill_timeout": s.kill_timeout,
                 "min_uptime": s.min_uptime, "max_restarts": s.max_restarts,
@@ -467,7 +489,7 @@ class ManagedProcess:
                 "next_restart_at": _ms(self.next_restart_at),
                 "last_restart_reason": self.last_restart_reason, "source": s.source,
                 "warnings": list(self.warnings), "instance": self.instance,
-                "desired": self.desired, "axm_options": {},
+                "desired": self.desired.value, "axm_options": {},
             },
         }
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pyvm2.errors import Pyvm2Error, SpawnError
 from pyvm2.launch import Launch, resolve_launch
@@ -55,9 +56,60 @@ def build_env(spec: AppSpec, base_env: Mapping[str, str], extra: Mapping[str, st
                                                      "LC_ALL", "TERM", "SHELL", "TZ")}
     elif spec.filter_env:
         env = {k: v for k, v in env.items() if not any(s in k for s in spec.filter_env)}
+    if spec.user is not None:
+        try:
+            env.update(login_env(spec.user))
+        except KeyError:
+            pass  # start() reports the missing user
     env.update(spec.env)
     env.update(extra)
     return env
+
+
+def login_env(user: str) -> dict[str, str]:
+    """What login sets for a user: HOME, USER, LOGNAME and SHELL from the password database."""
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    return {"HOME": pw.pw_dir, "USER": pw.pw_name, "LOGNAME": pw.pw_name,
+            "SHELL": pw.pw_shell or "/bin/sh"}
+
+
+class Credentials(NamedTuple):
+    """Popen's user, group and extra_groups; None keeps the daemon's."""
+
+    user: int | None = None
+    group: int | None = None
+    extra_groups: list[int] | None = None
+
+
+def credentials(spec: AppSpec) -> Credentials:
+    """Who an app that runs as another user (or group) is spawned as; SpawnError if it cannot be."""
+    if spec.user is None and spec.group is None:
+        return Credentials()
+    import grp
+    import pwd
+
+    try:
+        if spec.user is not None:
+            pw = pwd.getpwnam(spec.user)
+            gid = grp.getgrnam(spec.group).gr_gid if spec.group is not None else pw.pw_gid
+            if pw.pw_uid == os.geteuid() and gid == os.getegid():
+                return Credentials()
+            creds = Credentials(pw.pw_uid, gid, os.getgrouplist(pw.pw_name, gid))
+        else:
+            gid = grp.getgrnam(str(spec.group)).gr_gid
+            if gid == os.getegid():
+                return Credentials()
+            creds = Credentials(group=gid)
+    except KeyError as e:
+        raise SpawnError(f"no such user or group {e.args[0] if e.args else ''} on this machine",
+                         "create it, or change the app's user") from None
+    if os.geteuid() != 0:
+        who = spec.user if spec.user is not None else f"group {spec.group}"
+        raise SpawnError(f"cannot run as {who}: the pyvm2 daemon is not root",
+                         "start pyvm2 as root, or remove the app's user")
+    return creds
 
 
 def _fifo_pair(run_dir: str, token: str, stream: str) -> tuple[str, int, int, int]:
@@ -101,6 +153,7 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
     env[TOKEN_VAR] = token
     if launch.is_python:
         env.setdefault("PYTHONUNBUFFERED", "1")
+    creds = credentials(spec)
     fds: list[int] = []
     out_r = err_r = None
     child_out: int = subprocess.DEVNULL
@@ -116,8 +169,11 @@ def start(spec: AppSpec, env: dict[str, str], token: str, loop: asyncio.Abstract
             spares = (spare_out, spare_err)
         popen = subprocess.Popen(
             list(launch.argv), cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=child_out, stderr=child_err, pass_fds=spares,
+            stdout=child_out, stderr=child_out if spec.redirect_stderr else child_err,
+            pass_fds=spares,
             start_new_session=True, close_fds=True, restore_signals=True,
+            user=creds.user, group=creds.group, extra_groups=creds.extra_groups,
+            umask=-1 if spec.umask is None else spec.umask,
         )
     except OSError as e:
         for fd in fds:
@@ -239,16 +295,3 @@ def pipe_reader(fd: int, loop: asyncio.AbstractEventLoop, on_data: Callable[[byt
         on_eof()
 
     loop.add_reader(fd, ready)
-
-
-def close_reader(fd: int | None, loop: asyncio.AbstractEventLoop) -> None:
-    if fd is None:
-        return
-    try:
-        loop.remove_reader(fd)
-        os.close(fd)
-    except (OSError, ValueError):
-        pass
-
-
-

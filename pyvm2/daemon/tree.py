@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psutil
 
 from pyvm2.daemon.spawn import TOKEN_VAR
-
-_PROC = "/proc"
+from pyvm2.procfs import PGRP, PPID, PROC, stat_fields
 
 
 @dataclass(frozen=True)
 class Scan:
     """One pass over every process: who carries which run token, who is in which group."""
 
-    started: float
     by_token: dict[str, frozenset[int]]
     by_group: dict[int, frozenset[int]]
     by_parent: dict[int, frozenset[int]]
@@ -39,26 +35,24 @@ class Scan:
 
 
 def _scan_linux() -> Scan:
-    started = time.monotonic()
     by_token: dict[str, set[int]] = {}
     by_group: dict[int, set[int]] = {}
     by_parent: dict[int, set[int]] = {}
     needle = f"{TOKEN_VAR}=".encode()
     me = os.getpid()
-    for entry in os.listdir(_PROC):
+    for entry in os.listdir(PROC):
         if not entry.isdigit():
             continue
         pid = int(entry)
         if pid == me:
             continue
+        fields = stat_fields(entry)
+        if fields is None:
+            continue
         try:
-            with open(f"{_PROC}/{entry}/stat", "rb") as f:
-                stat = f.read()
-            # fields after the command name (which may contain spaces and parentheses)
-            rest = stat[stat.rindex(b")") + 2:].split()
-            by_parent.setdefault(int(rest[1]), set()).add(pid)
-            by_group.setdefault(int(rest[2]), set()).add(pid)
-            with open(f"{_PROC}/{entry}/environ", "rb") as f:
+            by_parent.setdefault(int(fields[PPID]), set()).add(pid)
+            by_group.setdefault(int(fields[PGRP]), set()).add(pid)
+            with open(f"{PROC}/{entry}/environ", "rb") as f:
                 env = f.read()
         except (OSError, ValueError, IndexError):
             continue
@@ -68,13 +62,12 @@ def _scan_linux() -> Scan:
         end = env.find(b"\0", at)
         token = env[at + len(needle): end if end >= 0 else None].decode(errors="replace")
         by_token.setdefault(token, set()).add(pid)
-    return Scan(started, {k: frozenset(v) for k, v in by_token.items()},
+    return Scan({k: frozenset(v) for k, v in by_token.items()},
                 {k: frozenset(v) for k, v in by_group.items()},
                 {k: frozenset(v) for k, v in by_parent.items()})
 
 
 def _scan_psutil() -> Scan:
-    started = time.monotonic()
     by_token: dict[str, set[int]] = {}
     by_parent: dict[int, set[int]] = {}
     for p in psutil.process_iter(["ppid"]):
@@ -85,13 +78,13 @@ def _scan_psutil() -> Scan:
             continue
         if tok:
             by_token.setdefault(tok, set()).add(p.pid)
-    return Scan(started, {k: frozenset(v) for k, v in by_token.items()}, {},
+    return Scan({k: frozenset(v) for k, v in by_token.items()}, {},
                 {k: frozenset(v) for k, v in by_parent.items()})
 
 
 def scan_now() -> Scan:
     """One pass over /proc (blocking: call in a thread)."""
-    linux = sys.platform.startswith("linux") and os.path.isdir(_PROC)
+    linux = sys.platform.startswith("linux") and os.path.isdir(PROC)
     return _scan_linux() if linux else _scan_psutil()
 
 
@@ -180,5 +173,3 @@ def signal_all(procs: Iterable[psutil.Process], sig: int, group: int | None = No
 def still_alive(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
     return [p for p in procs if _alive(p)]
 
-
-SIGKILL = signal.SIGKILL

@@ -1,4 +1,5 @@
-"""Watch mode: one shared watchdog observer, ignore rules, debounced change callbacks, polling fallback."""
+"""Watch mode: one shared watchdog observer, debounced change callbacks, polling fallback; the
+ignore rules it applies are in watch_rules, its pruning inotify observer in watch_inotify."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import functools
 import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +28,9 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserverVFS
 
+from pyvm2.daemon.watch_inotify import LIMIT_ERRNOS, pruning_inotify_observer
+from pyvm2.daemon.watch_rules import Rules, under
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["inotify", "polling"]
@@ -37,21 +40,6 @@ MAX_WAIT_S = 2.0     # ...but a tree written without pause still gets a restart 
 MAX_PATHS = 20       # paths reported per change; a git checkout can touch thousands
 POLL_INTERVAL_S = 2.0
 
-# Always ignored below each watched path, whatever ignore_watch says: version control, caches and
-# environments that tools rewrite all the time, and the files apps, databases and editors write
-# next to the code (USER-NEEDS §1.1: these are what make pm2 restart in a loop).
-ALWAYS_IGNORED_DIRS = frozenset({
-    ".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "node_modules", "vendor",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox", ".idea",
-})
-ALWAYS_IGNORED_NAMES = (
-    "*.pyc", "*.pyo", "*.log", "*-wal", "*-shm", "*-journal",       # bytecode, logs, SQLite
-    "*.sw[a-px]", "4913", "*~", ".#*", "#*#",                      # vim swap/probe, backups, emacs locks
-    "*.tmp", "*___jb_tmp___", "*___jb_old___", ".goutputstream-*",  # atomic-save temps (the rename counts)
-    "*.kate-swp", ".DS_Store",
-)
-
-_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
 _FILE_KINDS = frozenset({"created", "modified", "deleted", "moved", "attrib"})
 # A new directory counts through the files that appear in it; a directory's own "modified" only
 # echoes the file events inside it. A directory deleted or moved away takes code with it.
@@ -66,159 +54,6 @@ with contextlib.suppress(ImportError):  # watchdog >= 5 reports chmod/touch apar
 
     _EVENT_FILTER.append(FileAttribEvent)
 
-# A daemon-owned file (extra_ignore) also covers its rotated and temporary siblings:
-# out.log.1, out.log.2024-05-01, out.log.1.gz, app.pid.4242.tmp.
-_SIBLING = re.compile(r"\.(?:\d[^/]*|gz|old|bak)")
-
-
-# ---- ignore rules --------------------------------------------------------------------------------
-
-def _segment_re(glob: str) -> str:
-    """One path segment of a glob as a regex: `*` and `?` never cross a `/`; `[...]` classes."""
-    out: list[str] = []
-    i = 0
-    while i < len(glob):
-        c = glob[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[" and (end := glob.find("]", i + 2)) != -1:
-            body = glob[i + 1:end].replace("\\", "\\\\")
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-def _anchored_re(glob: str) -> str:
-    """A path glob as a regex: `**` as a whole segment spans any number of directories."""
-    segs = [s for s in glob.split("/") if s not in ("", ".")]
-    out = ""
-    for i, seg in enumerate(segs):
-        last = i == len(segs) - 1
-        if seg == "**":
-            out += ".*" if last else "(?:[^/]+/)*"
-        else:
-            out += _segment_re(seg) + ("" if last else "/")
-    return out
-
-
-def _alternation(parts: Iterable[str], tail: str = "") -> re.Pattern[str] | None:
-    parts = list(parts)
-    return re.compile("(?:" + "|".join(f"(?:{p})" for p in parts) + ")" + tail, re.S) if parts else None
-
-
-_ALWAYS_NAMES_RE = _alternation(_segment_re(g) for g in ALWAYS_IGNORED_NAMES)
-
-
-def _under(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
-
-
-@dataclass(frozen=True, eq=False)
-class _Rules:
-    """The ignore rules of one app; `ignored` runs in the observer thread, so it must stay cheap."""
-
-    cwd: str
-    extra: tuple[str, ...]
-    names: re.Pattern[str] | None      # ignore_watch entries without a "/": any path component
-    anchored: re.Pattern[str] | None   # ignore_watch entries with a "/": from cwd (or absolute)
-    signature: tuple[Any, ...]
-
-    @classmethod
-    def build(cls, cwd: str, ignore: Sequence[str], extra: Sequence[str], roots: Sequence[str]) -> _Rules:
-        names: list[str] = []
-        anchored: list[str] = []
-        for raw in ignore:
-            entry = raw.strip()
-            if entry.startswith("~"):
-                entry = os.path.expanduser(entry)
-            if entry.startswith(("/", "./", "../")):
-                entry = os.path.normpath(os.path.join(cwd, entry))
-                if _under(entry, cwd) and entry != cwd:
-                    entry = entry[len(cwd.rstrip("/")) + 1:]
-                    explicit = True
-                else:
-                    anchored.append("/" + _anchored_re(_strip_tail(entry)))
-                    continue
-            else:
-                explicit = False
-            entry = _strip_tail(entry)
-            if not entry:
-                continue
-            if "/" in entry or explicit:
-                anchored.append(_anchored_re(entry))
-            else:
-                names.append(_segment_re(entry))
-        extras: set[str] = set()
-        for e in extra:
-            if not e:
-                continue
-            path = os.path.normpath(os.path.join(cwd, e))
-            extras.add(path)
-            # Events carry paths as spelled by the watched root; the daemon may spell its own files
-            # through another symlink (macOS /tmp -> /private/tmp, a symlinked project dir).
-            real = os.path.realpath(path)
-            for root in roots:
-                real_root = os.path.realpath(root)
-                if _under(real, real_root):
-                    extras.add(os.path.normpath(root + real[len(real_root):]))
-        return cls(cwd=cwd, extra=tuple(sorted(extras)), names=_alternation(names),
-                   # (?:/.*)? : a pattern that matches a directory covers everything below it.
-                   anchored=_alternation(anchored, tail="(?:/.*)?"),
-                   signature=(cwd, tuple(ignore), tuple(sorted(extras))))
-
-    def is_extra(self, path: str) -> bool:
-        for e in self.extra:
-            if path.startswith(e) and (len(path) == len(e) or path[len(e)] == "/"
-                                       or _SIBLING.fullmatch(path, len(e)) is not None):
-                return True
-        return False
-
-    def ignored(self, path: str, root: str) -> bool:
-        """Whether `path` (absolute, normalized, under the watched directory `root`) is ignored."""
-        if self.is_extra(path):
-            return True
-        if path != root:
-            for comp in path[len(root.rstrip("/")) + 1:].split("/"):
-                if (comp in ALWAYS_IGNORED_DIRS or _ALWAYS_NAMES_RE.fullmatch(comp)
-                        or (self.names is not None and self.names.fullmatch(comp))):
-                    return True
-        if self.anchored is not None:
-            subject = self.relative(path)
-            if subject != "." and self.anchored.fullmatch(subject):
-                return True
-        return False
-
-    def relative(self, path: str) -> str:
-        """How a changed path is reported: relative to cwd, or absolute when outside it."""
-        if path == self.cwd:
-            return "."
-        return path[len(self.cwd.rstrip("/")) + 1:] if _under(path, self.cwd) else path
-
-
-def _strip_tail(entry: str) -> str:
-    # "data/" and "data/**" both mean the directory and everything in it.
-    while True:
-        if entry.endswith("/**"):
-            entry = entry[:-3]
-        elif entry.endswith("/") and len(entry) > 1:
-            entry = entry[:-1]
-        else:
-            return entry
-
-
-def is_ignored(path: str, *, cwd: str, ignore: Sequence[str] = (), extra_ignore: Sequence[str] = (),
-               root: str | None = None) -> bool:
-    """Whether a change to `path` (relative to `cwd`, or absolute) is ignored; see `Watcher`."""
-    cwd = os.path.normpath(os.path.abspath(cwd))
-    root = os.path.normpath(os.path.join(cwd, root)) if root else cwd
-    full = os.path.normpath(os.path.join(cwd, path))
-    return _Rules.build(cwd, ignore, extra_ignore, [root]).ignored(full, root)
-
 
 # ---- threads -------------------------------------------------------------------------------------
 
@@ -227,7 +62,7 @@ class _Forwarder(FileSystemEventHandler):
     rest to the loop. Paths are batched, so a burst of thousands of events wakes the loop a few
     times, not thousands."""
 
-    def __init__(self, root: str, is_file: bool, rules: _Rules,
+    def __init__(self, root: str, is_file: bool, rules: Rules,
                  notify: Callable[[_Forwarder], None]) -> None:
         super().__init__()
         self.root = root
@@ -268,7 +103,7 @@ class _Forwarder(FileSystemEventHandler):
         if self.is_file:
             if path != self.root or self._rules.is_extra(path):
                 return None
-        elif not _under(path, self.root) or self._rules.ignored(path, self.root):
+        elif not under(path, self.root) or self._rules.ignored(path, self.root):
             return None
         return self._rules.relative(path)
 
@@ -316,7 +151,7 @@ class _Reg:
     cap: float
     on_change: Callable[[list[str]], None]
     # Set by the worker before anything is scheduled; read by the worker and observer threads.
-    rules: _Rules | None = None
+    rules: Rules | None = None
     forwarders: tuple[_Forwarder, ...] = ()
     # Loop side. `cancelled` is also read by the worker, to skip work for a removed app.
     cancelled: bool = False
@@ -335,7 +170,7 @@ class _Group:
 
     root: str
     members: dict[_Reg, _Forwarder]
-    rules: tuple[_Rules, ...]
+    rules: tuple[Rules, ...]
     is_file: bool = False
     watch: ObservedWatch | None = None
 
@@ -348,8 +183,8 @@ class _Group:
         return bool(rules) and all(r.ignored(path, self.root) for r in rules)
 
 
-def _distinct(rules: Iterable[_Rules]) -> tuple[_Rules, ...]:
-    seen: dict[tuple[Any, ...], _Rules] = {}
+def _distinct(rules: Iterable[Rules]) -> tuple[Rules, ...]:
+    seen: dict[tuple[Any, ...], Rules] = {}
     for r in rules:
         seen.setdefault(r.signature, r)
     return tuple(seen.values())
@@ -358,7 +193,7 @@ def _distinct(rules: Iterable[_Rules]) -> tuple[_Rules, ...]:
 def _outermost(paths: Iterable[str]) -> tuple[str, ...]:
     kept: list[str] = []
     for p in sorted(set(paths)):
-        if not any(_under(p, k) for k in kept):
+        if not any(under(p, k) for k in kept):
             kept.append(p)
     return tuple(kept)
 
@@ -374,21 +209,9 @@ class Watcher:
     "modified" does not. An editor's atomic save (write `x.py.tmp` or `.x.py.swp`, rename onto
     `x.py`) is one change to `x.py`.
 
-    Ignore rules, applied to each changed path (a rule that matches a directory covers everything
-    below it; directories ignored by rule are not descended into at all, to save inotify watches
-    and polling CPU):
-
-    * always, whatever `ignore_watch` says: the daemon's own files (`extra_ignore`: PYVM2_HOME,
-      the app's log and pid files, plus their rotated/temp siblings like `out.log.1`); and, below
-      each watched path, any component named one of ALWAYS_IGNORED_DIRS (`.git`, `__pycache__`,
-      `.venv`, `venv`, `node_modules`, `vendor`, tool caches) or matching ALWAYS_IGNORED_NAMES
-      (`*.pyc`, `*.log`, SQLite `*-wal`/`*-shm`/`*-journal`, editor swap, backup and temp files);
-    * `ignore_watch` entries without a `/` (`tmp`, `*.csv`, `cache*`) match any path component
-      at any depth: `tmp` ignores every `tmp/` directory and every file named `tmp`;
-    * entries with a `/` (`logs/*`, `data/**`, `src/gen`), or starting with `./`, are globs
-      anchored at the app's cwd: `*` and `?` stay within one component, `**` spans directories,
-      `[abc]` is a class; a trailing `/` or `/**` means the directory and all below;
-    * absolute entries (or `../x`, `~/x`) are the same globs anchored at `/`.
+    Ignore rules (watch_rules: the daemon's own files, ALWAYS_IGNORED_DIRS and _NAMES, and the
+    `ignore_watch` globs) apply to each changed path; directories ignored by rule are not
+    descended into at all, to save inotify watches and polling CPU.
 
     Debounce: after the last event of a burst, wait max(watch_delay, QUIET_S); a tree that keeps
     changing (git checkout, a busy generator) still fires max(MAX_WAIT_S, watch_delay) after the
@@ -580,7 +403,7 @@ class Watcher:
         self._post(self._attached, reg, *result)
 
     def _prepare(self, reg: _Reg) -> None:
-        reg.rules = _Rules.build(reg.cwd, reg.ignore, reg.extra, reg.roots)
+        reg.rules = Rules.build(reg.cwd, reg.ignore, reg.extra, reg.roots)
         notify = functools.partial(self._post, self._on_ready, reg)
         reg.forwarders = tuple(_Forwarder(root, os.path.isfile(root), reg.rules, notify)
                                for root in reg.roots)
@@ -592,7 +415,7 @@ class Watcher:
             try:
                 observer = self._observer("inotify")
             except OSError as e:
-                if e.errno in _LIMIT_ERRNOS:
+                if e.errno in LIMIT_ERRNOS:
                     limit = e.errno
                 else:
                     notes.append(f"watching {reg.cwd} with polling: native file events are "
@@ -621,7 +444,7 @@ class Watcher:
                 self._join(observer, mode, fwd.root, reg, fwd)
                 joined += 1
             except OSError as e:
-                if mode == "inotify" and e.errno in _LIMIT_ERRNOS:
+                if mode == "inotify" and e.errno in LIMIT_ERRNOS:
                     raise
                 notes.append(f"watching {reg.cwd}: cannot watch {fwd.root}: {e.strerror or e}")
         return joined
@@ -656,7 +479,7 @@ class Watcher:
         except OSError as e:
             del group.members[reg]
             self._drop_group(mode, group)
-            if e.errno in _LIMIT_ERRNOS:
+            if e.errno in LIMIT_ERRNOS:
                 self._post(self._on_limit_root, root, e.errno)
             else:
                 log.warning("watch: lost the watch on %s: %s", root, e)
@@ -709,7 +532,7 @@ class Watcher:
             return PollingObserverVFS(os.stat, self._poll_listdir, polling_interval=self._poll_interval)
         if self._inotify_factory is not None:
             return self._inotify_factory()
-        pruning = _pruning_inotify_observer()
+        pruning = pruning_inotify_observer()
         if pruning is not None:
             return pruning(self._inotify_hooks)
         from watchdog.observers import Observer
@@ -757,105 +580,7 @@ class Watcher:
             child = os.path.join(top, entry.name)
             # Watched roots can nest (one app watches the project, another a file in it): an
             # entry is skipped only if every root that contains it ignores it.
-            covering = [g for g in groups if _under(child, g.root)]
+            covering = [g for g in groups if under(child, g.root)]
             if not covering or not all(g.prunes(child) for g in covering):
                 kept.append(entry)
         return iter(kept)
-
-
-# ---- inotify without the ignored directories -----------------------------------------------------
-
-Hooks = Callable[[str], tuple[Callable[[bytes], bool], Callable[[OSError], None]]]
-
-
-@functools.cache
-def _pruning_inotify_observer() -> Callable[[Hooks], BaseObserver] | None:
-    """An inotify observer that does not put watches on ignored directories, and that reports the
-    watch limit instead of swallowing it.
-
-    watchdog's own recursive inotify watch descends everywhere (node_modules, .venv, .git: tens of
-    thousands of watches) and, since 7.x, ignores errors below the root, ENOSPC included, leaving a
-    tree half watched without a word. This subclasses watchdog's InotifyWatchGroup internals, so it
-    is used only when they look as expected; otherwise plain watchdog is used and ignored
-    directories are filtered per event.
-    """
-    try:
-        from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT
-        from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-        from watchdog.observers.inotify_c import InotifyFD
-    except Exception:  # not Linux, or a libc without inotify
-        return None
-    fields = getattr(InotifyWatchGroup, "__dataclass_fields__", {})
-    if not (all(hasattr(InotifyWatchGroup, m) for m in ("_add_all_callbacks", "_add_callback",
-                                                       "_remove_callbacks", "is_active"))
-            and {"_inotify_fd", "_id", "_active_callbacks_by_watch", "_active_callbacks_by_path"} <= set(fields)
-            and {"_inotify_fd", "_inotify"} <= set(InotifyEmitter.__init__.__code__.co_names)):
-        return None
-
-    @dataclass
-    class PrunedWatchGroup(InotifyWatchGroup):
-        prune: Callable[[bytes], bool] | None = None
-        on_limit: Callable[[OSError], None] | None = None
-
-        def _add_all_callbacks(self, path: bytes) -> None:
-            if path != self.path and self.prune is not None and self.prune(path):
-                return
-            is_dir = os.path.isdir(path)
-            self._add_callback(path)
-            if not (is_dir and self.is_recursive):
-                return
-            for top, dirnames, _ in os.walk(path, followlinks=self.follow_symlink):
-                kept = []
-                for name in dirnames:
-                    full = os.path.join(top, name)
-                    if self.prune is not None and self.prune(full):
-                        continue
-                    kept.append(name)
-                    if self.follow_symlink or not os.path.islink(full):
-                        self._add_callback(full)
-                dirnames[:] = kept
-
-        def _add_callback(self, path: bytes) -> None:
-            try:
-                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
-            except OSError as e:
-                if e.errno in _LIMIT_ERRNOS:
-                    if not self.is_active:
-                        # Still inside schedule(): undo the part already watched (it would hold
-                        # watches forever) and let the caller fall back to polling.
-                        self._remove_callbacks(list(self._active_callbacks_by_watch))
-                        raise
-                    if self.on_limit is not None:
-                        self.on_limit(e)
-                    return
-                if path == self.path:
-                    raise
-                return  # a directory that vanished or is unreadable: as watchdog does
-            self._active_callbacks_by_path[path] = wd
-            self._active_callbacks_by_watch[wd] = path
-
-    class PrunedEmitter(InotifyEmitter):
-        def __init__(self, *args: Any, hooks: Hooks, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._hooks = hooks
-
-        def on_thread_start(self) -> None:
-            prune, on_limit = self._hooks(self.watch.path)
-            self._inotify = PrunedWatchGroup(
-                self._inotify_fd, os.fsencode(self.watch.path), is_recursive=self.watch.is_recursive,
-                event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink,
-                prune=prune, on_limit=on_limit)
-
-    class PrunedInotifyObserver(BaseObserver):
-        def __init__(self, hooks: Hooks) -> None:
-            self._inotify_fd = InotifyFD()
-            self._inotify_fd.start()
-            super().__init__(PrunedEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT,
-                             inotify_fd=self._inotify_fd, hooks=hooks)
-
-        def on_thread_stop(self) -> None:
-            super().on_thread_stop()
-            self._inotify_fd.stop()
-            self._inotify_fd.join()
-
-    return PrunedInotifyObserver

@@ -8,7 +8,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ pytestmark = [
 SESSION = "monit"
 #: Monit polls once a second; everything it shows should appear within a few frames.
 SCREEN_DEADLINE_S = 15.0
-CPU_WINDOW_S = 5.0
 
 
 @dataclass
@@ -146,16 +144,6 @@ def restarts(pv: Pyvm2) -> dict[str, int]:
     return {p["name"]: p["pm2_env"]["restart_time"] for p in pv.jlist()}
 
 
-def cpu_percent(proc: psutil.Process, seconds: float) -> float:
-    """Share of one CPU the process used over a window of `seconds`."""
-    before = proc.cpu_times()
-    start = time.monotonic()
-    time.sleep(seconds)  # a measurement window, not a wait for a condition
-    after = proc.cpu_times()
-    used = (after.user - before.user) + (after.system - before.system)
-    return 100 * used / (time.monotonic() - start)
-
-
 def test_monit_shows_apps_follows_selection_restarts_stops_resizes_and_quits(
         pv: Pyvm2, term: Terminal) -> None:
     start_apps(pv)
@@ -166,11 +154,6 @@ def test_monit_shows_apps_follows_selection_restarts_stops_resizes_and_quits(
         and "alpha-log out" in s, "both apps online and alpha's log")
     assert re.search(r"args\s+alpha-log", screen), screen
     assert "beta-log" not in screen, screen
-
-    monit = term.monit_process()
-    idle = cpu_percent(monit, CPU_WINDOW_S)
-    print(f"\nmonit idle CPU over {CPU_WINDOW_S:.0f}s: {idle:.2f}%")
-    assert idle < 5.0, f"monit used {idle:.2f}% CPU while idle"
 
     term.keys("Down")
     screen = term.wait_screen(lambda s: "beta-log out" in s and "alpha-log" not in s,

@@ -123,12 +123,10 @@ def test_a_crash_in_watch_mode_backs_off_and_the_fix_restarts_at_once(pv: Pyvm2)
     assert due_ms and due_ms - time.time() * 1000 > 500, waiting
 
     (proj / "app.py").write_text(IDLE_APP.format(tag="v2"))
-    fixed_at = time.time()
     pv.wait_log("web", "v2 started", timeout=10)
     got = pv.wait_status("web", "online")[0]
     started_ms = got["pm2_env"]["pm_uptime"]
     assert started_ms < due_ms, f"the fix waited for the back-off: started {started_ms}, due {due_ms}"
-    assert started_ms / 1000 - fixed_at < 2.5, (started_ms, fixed_at)
     assert "file changed" in (got["pm2_env"]["last_restart_reason"] or ""), got
     assert_restarts_stay(pv, "web", got["pm2_env"]["restart_time"], 2)
 

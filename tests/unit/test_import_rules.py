@@ -5,13 +5,49 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "pyvm2"
-LEAF = {"pyvm2.errors", "pyvm2.status", "pyvm2.units", "pyvm2.paths", "pyvm2.protocol"}
-THIRD_PARTY = {"typer", "click", "rich", "psutil", "watchdog", "json5", "yaml", "croniter"}
+
+
+class Layer(NamedTuple):
+    members: tuple[str, ...]        # module names, or packages (then everything below them too)
+    may_import: frozenset[str]      # pyvm2 layers (its own included)
+    libraries: frozenset[str]       # third-party top-level packages
+    not_stdlib: frozenset[str] = frozenset()   # standard modules too heavy for this layer
+
+
+def _layer(members: tuple[str, ...], may_import: Iterable[str], libraries: Iterable[str] = (),
+           not_stdlib: Iterable[str] = ()) -> Layer:
+    return Layer(members, frozenset(may_import), frozenset(libraries), frozenset(not_stdlib))
+
+
+#: Every module belongs to one layer; what each layer may import is listed, anything else fails.
+#: A new module goes into a layer here (the test names modules that belong to none).
+LAYERS: dict[str, Layer] = {
+    # Shared by every side, standard library only: errors, statuses, units, paths, the wire format.
+    "leaf": _layer(("pyvm2", "pyvm2.errors", "pyvm2.status", "pyvm2.units", "pyvm2.paths",
+                    "pyvm2.protocol", "pyvm2.tail", "pyvm2.procfs"), {"leaf"}),
+    # An app's definition and how it is launched: both the CLI and the daemon build and check it.
+    "spec": _layer(("pyvm2.spec", "pyvm2.launch", "pyvm2.options", "pyvm2.values",
+                    "pyvm2.cronexpr"), {"leaf", "spec", "formats"}, {"croniter", "dotenv"}, {"asyncio"}),
+    # Reading files into specs (ecosystem files, pm2 dumps): the CLI's side of the door.
+    "files": _layer(("pyvm2.ecosystem", "pyvm2.pm2dump", "pyvm2.convert"), {"leaf", "spec", "files", "formats"},
+                    {"json5", "yaml"}, {"asyncio"}),
+    # Bytes of a file into plain data with positions: knows nothing of apps, daemon or CLI.
+    "formats": _layer(("pyvm2.formats",), {"leaf", "formats"}, {"json5", "yaml"}, {"asyncio"}),
+    # Talking to the daemon and installing it as a service, without the CLI's libraries.
+    "client": _layer(("pyvm2.client", "pyvm2.startup"), {"leaf"}, (), {"asyncio"}),
+    "cli": _layer(("pyvm2.cli", "pyvm2.__main__"),
+                  {"leaf", "spec", "files", "formats", "client", "cli"},
+                  {"typer", "click", "rich"}, {"asyncio"}),
+    "daemon": _layer(("pyvm2.daemon",), {"leaf", "spec", "daemon"},
+                     {"psutil", "watchdog", "croniter"}),
+}
 
 
 def modules() -> dict[str, Path]:
@@ -51,22 +87,64 @@ def roots(names: set[str]) -> set[str]:
     return {n.split(".")[0] for n in names}
 
 
-@pytest.mark.parametrize("mod", sorted(LEAF))
-def test_leaf_modules_use_only_the_standard_library(mod):
-    found = imports(modules()[mod])
-    own = {n for n in found if n.startswith("pyvm2")} - {"pyvm2"}
-    assert all(any(n == leaf or n.startswith(leaf + ".") for leaf in LEAF) for n in own), found
-    assert not roots(found) & THIRD_PARTY
+def layer_of(mod: str) -> str | None:
+    """The layer whose most specific member is `mod` or a package above it (the top package,
+    `pyvm2` itself, only for its own `__init__`)."""
+    best: tuple[int, str | None] = (-1, None)
+    for name, layer in LAYERS.items():
+        for member in layer.members:
+            below = member != "pyvm2" and mod.startswith(member + ".")
+            if (mod == member or below) and len(member) > best[0]:
+                best = (len(member), name)
+    return best[1]
 
 
-def test_cli_never_imports_the_daemon_or_heavy_libraries():
-    for mod, path in modules().items():
-        if not (mod.startswith("pyvm2.cli") or mod in ("pyvm2.client", "pyvm2.spec",
-                                                        "pyvm2.ecosystem", "pyvm2.launch")):
+def own_modules(found: set[str], known: dict[str, Path]) -> set[str]:
+    """The pyvm2 modules among imported names (`from pyvm2 import __version__` is `pyvm2`)."""
+    out = set()
+    for name in found:
+        if not name.startswith("pyvm2"):
             continue
-        found = imports(path)
-        assert not any(n.startswith("pyvm2.daemon") for n in found), (mod, found)
-        assert not roots(found) & {"asyncio", "psutil", "watchdog"}, (mod, found)
+        while name not in known and "." in name:
+            name = name.rsplit(".", 1)[0]
+        out.add(name)
+    return out
+
+
+def violations(mod: str, found: set[str], known: dict[str, Path]) -> list[str]:
+    """What `mod` imports (`found`) that its layer does not allow."""
+    name = layer_of(mod)
+    if name is None:
+        return [f"{mod} belongs to no layer: add it to LAYERS"]
+    layer = LAYERS[name]
+    out = [f"{mod} ({name}) may not import {m} ({layer_of(m)})"
+           for m in sorted(own_modules(found, known)) if layer_of(m) not in layer.may_import]
+    for lib in sorted(roots(found) - {"pyvm2"}):
+        if lib in layer.not_stdlib or (lib not in sys.stdlib_module_names
+                                       and lib not in layer.libraries):
+            out.append(f"{mod} ({name}) may not import {lib}")
+    return out
+
+
+@pytest.mark.parametrize("mod", sorted(modules()))
+def test_each_module_imports_only_what_its_layer_allows(mod):
+    known = modules()
+    assert violations(mod, imports(known[mod]), known) == []
+
+
+def test_the_allow_list_catches_what_is_not_listed():
+    known = modules()
+    assert violations("pyvm2.status", {"pyvm2.daemon.tree", "json5"}, known) == [
+        "pyvm2.status (leaf) may not import pyvm2.daemon.tree (daemon)",
+        "pyvm2.status (leaf) may not import json5"]
+    assert violations("pyvm2.daemon.tree", {"pyvm2.client", "rich.text", "os"}, known) == [
+        "pyvm2.daemon.tree (daemon) may not import pyvm2.client (client)",
+        "pyvm2.daemon.tree (daemon) may not import rich"]
+    assert violations("pyvm2.cli.render", {"asyncio", "pyvm2", "pyvm2.__version__"}, known) == [
+        "pyvm2.cli.render (cli) may not import asyncio"]
+    assert violations("pyvm2.nowhere", set(), known) == [
+        "pyvm2.nowhere belongs to no layer: add it to LAYERS"]
+    assert layer_of("pyvm2.formats.yaml") == "formats"
 
 
 def test_only_render_touches_rich():
@@ -76,17 +154,9 @@ def test_only_render_touches_rich():
         assert "rich" not in roots(imports(path)), mod
 
 
-def test_daemon_never_imports_the_cli_side():
-    for mod, path in modules().items():
-        if not mod.startswith("pyvm2.daemon"):
-            continue
-        found = imports(path)
-        assert not any(n.startswith(("pyvm2.cli", "pyvm2.client", "pyvm2.ecosystem")) for n in found), (mod, found)
-        assert not roots(found) & {"typer", "click", "rich"}, (mod, found)
-
-
 def test_watch_monitor_and_cron_never_import_daemon_or_process():
-    for mod in ("pyvm2.daemon.watch", "pyvm2.daemon.monitor", "pyvm2.daemon.cron"):
+    for mod in ("pyvm2.daemon.watch", "pyvm2.daemon.watch_rules", "pyvm2.daemon.watch_inotify",
+                "pyvm2.daemon.monitor", "pyvm2.daemon.cron"):
         path = modules().get(mod)
         if path is None:
             continue
@@ -95,8 +165,10 @@ def test_watch_monitor_and_cron_never_import_daemon_or_process():
 
 
 def test_heavy_parsers_are_imported_lazily():
-    for mod in ("pyvm2.ecosystem", "pyvm2.spec", "pyvm2.cli.commands"):
-        assert not roots(top_level_imports(modules()[mod])) & {"json5", "yaml", "croniter", "rich"}, mod
+    formats = [m for m in modules() if m.startswith("pyvm2.formats")]
+    for mod in ("pyvm2.ecosystem", "pyvm2.spec", "pyvm2.options", "pyvm2.values",
+                "pyvm2.cli.commands", *formats):
+        assert not roots(top_level_imports(modules()[mod])) & {"json5", "yaml", "croniter", "rich", "dotenv"}, mod
 
 
 def test_importing_pyvm2_list_path_loads_no_heavy_module():
@@ -104,3 +176,9 @@ def test_importing_pyvm2_list_path_loads_no_heavy_module():
             "print(' '.join(sorted(m for m in ('asyncio','psutil','watchdog','json5','yaml','croniter','rich') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"loaded on the list path: {out}"
+
+
+def test_the_back_off_policy_is_pure():
+    """Every back-off is decided from times passed in: no clock, no OS, no event loop."""
+    found = roots(imports(modules()["pyvm2.daemon.policy"]))
+    assert not found & {"asyncio", "time", "os", "psutil", "subprocess", "signal"}, found

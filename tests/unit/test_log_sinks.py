@@ -119,3 +119,44 @@ def test_enospc_on_dev_full_never_raises(tmp_path):
     f.write(b"x" * 10000)
     f.write(b"y\n")
     assert len(warnings) == 1 and "No space" in warnings[0]
+
+
+_FSIZE_SCRIPT = r"""
+import resource, sys
+from pyvm2.daemon.logs import LogFile
+warnings = []
+f = LogFile(sys.argv[1], warnings.append)
+f.RETRY_S = 0
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))
+f.write(b"first line\n")
+f.write(b"second " + b"x" * 200)      # fails mid-line at the file-size limit
+f.write(b" end of second\nthird ")     # rest of the dropped line, then the head of another
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+f.write(b"line\nfourth line\n")
+print("\n".join(warnings))
+"""
+
+
+def test_a_write_that_fails_mid_line_drops_the_whole_line_and_never_glues_two(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "x.log"
+    r = subprocess.run([sys.executable, "-c", _FSIZE_SCRIPT, str(path)], capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, r.stderr
+    assert read(path) == b"first line\nthird line\nfourth line\n"
+    assert "cannot write" in r.stdout and "bytes were dropped" in r.stdout, r.stdout
+
+
+def test_log_files_are_never_written_through_a_symlink(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"keep\n")
+    link = tmp_path / "app.log"
+    link.symlink_to(secret)
+    warnings = []
+    f = LogFile(str(link), warnings.append)
+    f.write(b"planted\n")
+    assert secret.read_bytes() == b"keep\n"
+    assert len(warnings) == 1 and "symbolic link" in warnings[0], warnings

@@ -6,7 +6,6 @@ import ast
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ import pytest
 from rich.cells import cell_len
 
 import pyvm2.cli.render as render_module
+from pyvm2.cli import term
 from pyvm2.cli.render import (
-    STATUS_STYLES,
     choose_layout,
     describe_rows,
     format_cpu,
@@ -24,6 +23,7 @@ from pyvm2.cli.render import (
     render_describe,
     render_list,
 )
+from pyvm2.cli.term import STATUS_STYLES
 from pyvm2.status import Status
 
 NOW = 1_700_000_000_000.0
@@ -462,7 +462,7 @@ def test_every_cell_gets_its_style_and_the_padding_stays_inside_it() -> None:
     ],
 )
 def test_rich_style_names_map_to_sgr_codes(style: str, sgr: str) -> None:
-    assert render_module._sgr(style) == sgr
+    assert term.sgr(style) == sgr
 
 
 WIDE_PROCS = [
@@ -585,22 +585,15 @@ def test_listing_does_not_import_rich() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_a_thousand_rows_render_quickly(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_thousand_rows_render_in_both_modes() -> None:
     procs = [
         make_proc(f"app-{i}", i, ("online", "stopped", "errored")[i % 3], watch=bool(i % 2))
         for i in range(1000)
     ]
-    render_list(procs[:10], width=300, color=True, now_ms=NOW)  # warm up
-    timings = []
+    # how fast `pyvm2 list` is with 1000 apps is measured in bench/ (scale_list)
     for color in (False, True):
-        started = time.perf_counter()
         out = render_list(procs, width=300, color=color, now_ms=NOW)
-        timings.append(time.perf_counter() - started)
         assert len(out.splitlines()) == 1004
-    with capsys.disabled():
-        print(f"\n1000 rows: {timings[0] * 1000:.1f} ms plain, {timings[1] * 1000:.1f} ms colour")
-    # about 20 ms on the development machine; generous so a loaded CI box does not flake
-    assert max(timings) < 0.5
 
 
 # --- describe ------------------------------------------------------------------------------------

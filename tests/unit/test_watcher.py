@@ -18,7 +18,8 @@ from watchdog.observers.api import BaseObserver, EventEmitter
 from watchdog.observers.polling import PollingObserver
 
 from pyvm2.daemon import watch
-from pyvm2.daemon.watch import Watcher, is_ignored
+from pyvm2.daemon.watch import Watcher
+from pyvm2.daemon.watch_rules import is_ignored
 
 # Longer than the quiet period plus scheduling slack: a second callback for the same burst
 # would have arrived by then. Only used to assert that nothing more happens.
@@ -297,8 +298,9 @@ async def test_the_callback_waits_for_quiet_or_for_watch_delay(tmp_path: Path) -
         await h.calls_for(1)
         await h.calls_for(2)
         after = {k: t - t0 for k, _, t in h.calls}
-        assert watch.QUIET_S - 0.01 <= after[1] < 1.0, after
-        assert 0.79 <= after[2] < 1.6, after
+        # lower bounds only: a loaded machine delays callbacks, it never brings them forward
+        assert watch.QUIET_S - 0.01 <= after[1] < after[2], after
+        assert after[2] >= 0.79, after
     finally:
         h.close()
 
@@ -311,11 +313,13 @@ async def test_a_tree_written_without_pause_still_fires_two_seconds_after_its_fi
         await h.add(tmp_path)
         t0 = h.loop.time()
         for i in range(87):  # a write every 0.03 s for 2.6 s: never QUIET_S of quiet
+            last_write = h.loop.time()
             write(tmp_path / f"gen{i}.py")
             await asyncio.sleep(0.03)
         await h.calls_for()
-        first = h.calls[0][2] - t0
-        assert watch.MAX_WAIT_S - 0.05 <= first <= watch.MAX_WAIT_S + 0.5, first
+        first = h.calls[0][2]
+        assert first - t0 >= watch.MAX_WAIT_S - 0.05, first - t0
+        assert first < last_write, "the callback waited for the writes to stop"
     finally:
         h.close()
 
@@ -476,15 +480,11 @@ async def test_ignored_directories_get_no_inotify_watches(tmp_path: Path) -> Non
 async def test_scheduling_runs_off_the_loop(tmp_path: Path) -> None:
     h = Harness(inotify_observer=SlowToSchedule)
     try:
-        started = time.monotonic()
         await h.add(tmp_path, wait=False)
-        assert time.monotonic() - started < 0.05
+        assert h.watcher.is_watching(1) is False  # add returned before the slow schedule() did
         fired = h.loop.create_future()
-        t0 = h.loop.time()
         h.loop.call_later(0.01, lambda: fired.set_result(h.watcher.is_watching(1)))
-        watching_when_fired = await fired
-        assert h.loop.time() - t0 < 0.5
-        assert watching_when_fired is False  # the timer ran while schedule() was still busy
+        assert await fired is False  # the timer ran while schedule() was still busy
         await h.until(lambda: h.watcher.is_watching(1), "the slow schedule to finish")
     finally:
         h.close()
@@ -504,14 +504,11 @@ async def test_add_on_a_20000_file_tree_returns_at_once_and_the_loop_stays_respo
             os.link(source, sub / f"f{f}.py")
     h = Harness()
     try:
-        started = time.monotonic()
         await h.add(tmp_path, wait=False)
-        assert time.monotonic() - started < 0.05
+        assert h.watcher.is_watching(1) is False  # add returned before the tree walk did
         fired = h.loop.create_future()
-        t0 = h.loop.time()
-        h.loop.call_later(0.01, fired.set_result, None)
-        await fired
-        assert h.loop.time() - t0 < 0.5
+        h.loop.call_soon(lambda: fired.set_result(h.watcher.is_watching(1)))
+        assert await fired is False  # the loop ran a callback while the tree was being walked
         await h.until(lambda: h.watcher.is_watching(1), "the tree to be watched", timeout=30)
         write(tmp_path / "d7" / "e700" / "f3.py", "changed")
         assert await h.calls_for() == [["d7/e700/f3.py"]]
