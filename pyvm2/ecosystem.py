@@ -124,11 +124,8 @@ def loads(text: str, *, display: str = "<stdin>", base_dir: str | None = None,
     """An ecosystem given as text (JSON5 or YAML; `pyvm2 start -` reads it from standard input).
     Relative paths count from base_dir (default: the current directory)."""
     abspath = os.path.join(os.path.abspath(base_dir or os.getcwd()), display)
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[", "//", "/*")):
-        data, where, duplicates = _parse_json5(text, display)
-    else:
-        data, where, duplicates = _parse_yaml(text, display)
+    read = _read_json5 if text.lstrip().startswith(("{", "[", "//", "/*")) else _read_yaml
+    data, where, duplicates = read(text.encode(), abspath, display, base_env)
     warnings: list[str] = []
     for dup_path, (line, col) in duplicates:
         warnings.append(f"{display}:{line}:{col}: {_label(dup_path)}: {show(str(dup_path[-1]))} "
