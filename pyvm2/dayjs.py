@@ -20,7 +20,7 @@ def format_dayjs(fmt: str, t: float) -> str:
     sign = "+" if off >= 0 else "-"
     oh, om = divmod(abs(off) // 60, 60)
 
-    def sub(m: re.Match) -> str:
+    def sub(m: re.Match[str]) -> str:
         if m.group(1) is not None:
             return m.group(1)
         tok = m.group(0)

@@ -11,7 +11,7 @@ from pyvm2.cli import hints
 from pyvm2.errors import UsageError
 
 try:  # typer >= 0.20 carries its own copy of click
-    from typer._click import exceptions as _cx  # type: ignore[import-not-found]
+    from typer._click import exceptions as _cx  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as _cx  # type: ignore[no-redef]
 
