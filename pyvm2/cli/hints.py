@@ -59,8 +59,6 @@ NOT_YET: dict[str, str] = {
     "startOrRestart": "pyvm2 start FILE (starts what is not running, restarts what changed)",
     "startOrGracefulReload": "pyvm2 start FILE (starts what is not running, restarts what changed)",
     "gracefulReload": "pyvm2 restart NAME",
-    "pid": "pyvm2 jlist (each process's pid)",
-    "sendSignal": "kill -SIGNAL PID, with the pid from pyvm2 jlist",
 }
 
 #: Every command pm2 7 has (binaries/CLI.js), aliases included.
