@@ -118,6 +118,23 @@ def load(path: str, *, env_name: str | None = None, only: Sequence[str] | None =
     return Loaded(apps=apps, warnings=warnings, path=abspath)
 
 
+def loads(text: str, *, display: str = "<stdin>", base_dir: str | None = None,
+          env_name: str | None = None, only: Sequence[str] | None = None,
+          cwd_override: str | None = None, base_env: Mapping[str, str] | None = None) -> Loaded:
+    """An ecosystem given as text (JSON5 or YAML; `pyvm2 start -` reads it from standard input).
+    Relative paths count from base_dir (default: the current directory)."""
+    abspath = os.path.join(os.path.abspath(base_dir or os.getcwd()), display)
+    read = _read_json5 if text.lstrip().startswith(("{", "[", "//", "/*")) else _read_yaml
+    data, where, duplicates = read(text.encode(), abspath, display, base_env)
+    warnings: list[str] = []
+    for dup_path, (line, col) in duplicates:
+        warnings.append(f"{display}:{line}:{col}: {_label(dup_path)}: {show(str(dup_path[-1]))} "
+                        "is given twice; the last one is used")
+    apps = _build(data, display=display, abspath=abspath, where=where, env_name=env_name,
+                  only=only, cwd_override=cwd_override, base_env=base_env, warnings=warnings)
+    return Loaded(apps=apps, warnings=warnings, path=abspath)
+
+
 # ---- reading ------------------------------------------------------------------------------------
 
 def _size_text(n: int) -> str:

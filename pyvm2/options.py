@@ -133,6 +133,16 @@ def _exit_codes(items: list[str]) -> list[Any]:
     return [int(c) if c.lstrip("-").isdigit() else c for c in items]
 
 
+def _filter_env_flag(items: list[str]) -> list[str] | bool:
+    # pm2: `--filter-env` with no name drops the whole inherited environment
+    return list(items) or True
+
+
+def _log_flag(text: str) -> str | bool:
+    # pm2: `-l` with no path writes `<name>.log`
+    return text or True
+
+
 _SUPERVISOR = "supervisor"
 
 OPTIONS: tuple[Option, ...] = (
@@ -175,7 +185,9 @@ OPTIONS: tuple[Option, ...] = (
            optional=True),
     Option("filter_env", "false",
            "`true` drops the inherited environment; a list drops matching names",
-           convert=values.filter_env),
+           convert=values.filter_env,
+           flag=Flag(("--filter-env",), "drop inherited variables whose names contain this "
+                     "(all of them when given no name)", "list", _filter_env_flag)),
     Option("port", "none", "sets `PORT` in the environment"),
     Option("append_env_to_name", "false", "with `--env <name>`, the name becomes `<name>-<env>`"),
     Option("max_memory_restart", "none",
@@ -218,7 +230,9 @@ OPTIONS: tuple[Option, ...] = (
                             "stopwaitsecs counts seconds, kill_timeout milliseconds"),)),
     Option("treekill", "true",
            "`false` sends the polite signal to the main process only "
-           "(SIGKILL still hits everything)", convert=parse_bool),
+           "(SIGKILL still hits everything)", convert=parse_bool,
+           flag=Flag(("--treekill/--no-treekill",), "on stop, signal the whole process tree "
+                     "(default) or the main process only", "bool")),
     Option("cron_restart", "none", "restart (or re-run) on a cron schedule", aliases=("cron",),
            convert=values.cron, optional=True,
            flag=Flag(("--cron-restart", "--cron", "-c"), "cron pattern")),
@@ -240,7 +254,9 @@ OPTIONS: tuple[Option, ...] = (
            foreign=(Foreign(_SUPERVISOR, "stderr_logfile", "AUTO: leave it out; NONE: /dev/null"),)),
     Option("log_file", "none", "one more log with both streams (`true` = `<name>.log`)",
            aliases=("log",), convert=lambda v, cwd: values.log_path(v, cwd, allow_true=True),
-           relative=True, optional=True, flag=Flag(("--log", "-l"), "combined log file")),
+           relative=True, optional=True,
+           flag=Flag(("--log", "-l"), "combined log file (`<name>.log` when given no path)",
+                     convert=_log_flag)),
     Option("redirect_stderr", "false", "stderr goes to the out log (no error log is written)",
            convert=parse_bool),
     Option("merge_logs", "true unless `instances` is set", "false adds `-<id>` to log names",
@@ -251,8 +267,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("time", "false", "`true` = `log_date_format: YYYY-MM-DDTHH:mm:ss`", convert=_time,
            field="log_date_format",
            flag=Flag(("--time",), "prefix log lines with the time", "switch")),
-    Option("log_type", "`raw`", "`json` writes one JSON object per line", convert=_log_type),
-    Option("disable_logs", "false", "discard output", convert=parse_bool),
+    Option("log_type", "`raw`", "`json` writes one JSON object per line", convert=_log_type,
+           flag=Flag(("--log-type",), "json: one JSON object per log line")),
+    Option("disable_logs", "false", "discard output", convert=parse_bool,
+           flag=Flag(("--disable-logs",), "write no log files", "switch")),
     Option("log_max_size", "global setting", "rotate a log above this size; 0 never",
            convert=values.parse_log_size),
     Option("log_retain", "global setting", "rotated files kept", convert=_log_retain),

@@ -43,8 +43,6 @@ def main(argv: list[str] | None = None) -> None:
         cut = argv.index("--")
         SCRIPT_ARGS = argv[cut + 1:]
         argv = argv[:cut]
-    if argv[:1] == ["log"]:
-        argv[0] = "logs"
     try:
         if len(argv) == 1 and SCRIPT_ARGS is None:
             from pyvm2.cli.quick import FAST
@@ -52,9 +50,23 @@ def main(argv: list[str] | None = None) -> None:
             if argv[0] in FAST:
                 FAST[argv[0]]()
                 return
-        from pyvm2.cli.commands import app
+        from pyvm2.cli.argv import rewrite
 
-        app(args=argv, prog_name="pyvm2", standalone_mode=True)
+        parsed = rewrite(argv)
+        if parsed.version:
+            from pyvm2 import __version__
+
+            print(__version__)
+            return
+        if parsed.no_color:
+            from pyvm2.cli import term
+
+            term.NO_COLOR = True
+        if parsed.silent:
+            sys.stdout = open(os.devnull, "w")
+        from pyvm2.cli.dispatch import run
+
+        run(parsed.argv)
     except Pyvm2Error as e:
         fail(e)
     except KeyboardInterrupt:

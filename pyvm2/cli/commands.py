@@ -48,15 +48,45 @@ def _file_targets(targets: list[str]) -> tuple[list[str], Any]:
 
     names: list[str] = []
     loaded = None
+    procs: list[dict] | None = None
     for t in targets:
-        if ecosystem.is_ecosystem_file(t) and os.path.isfile(t):
-            loaded = ecosystem.load(t, base_env=_base_env())
+        if t == "-" or ecosystem.is_ecosystem_file(t) and os.path.isfile(t):
+            loaded = ecosystem.loads(_stdin_text()) if t == "-" else ecosystem.load(t, base_env=_base_env())
             for w in loaded.warnings:
                 cli.warn(w)
             names.extend(a.name for a in loaded.apps)
+        elif _is_regex(t):
+            if procs is None:
+                procs = _client().call("list")
+            names.extend(dict.fromkeys(p["name"] for p in _regex_match(procs, t)))
+        elif os.path.isfile(t) and not t.isdigit():
+            # pm2: a script's path stands for the apps running it (`pyvm2 stop echo.py`)
+            if procs is None:
+                procs = _client().call("list")
+            path = os.path.abspath(t)
+            by_script = [p["name"] for p in procs if p.get("pm2_env", {}).get("pm_exec_path") == path]
+            names.extend(dict.fromkeys(by_script) if by_script else [t])
         else:
             names.append(t)
     return names, loaded
+
+
+def _is_regex(t: str) -> bool:
+    return len(t) > 2 and t.startswith("/") and t.endswith("/")
+
+
+def _regex_match(procs: list[dict], t: str) -> list[dict]:
+    """pm2's `/regex/` target: the processes whose name it matches (searched, not anchored)."""
+    import re
+
+    try:
+        pattern = re.compile(t[1:-1])
+    except re.error as e:
+        raise UsageError(f"{t}: not a regular expression ({e})", "e.g. pyvm2 stop '/^api-/'", code=2) from None
+    matched = [p for p in procs if pattern.search(p["name"])]
+    if not matched:
+        raise NotFound(f"no process name matches {t}", "see the names with: pyvm2 list")
+    return matched
 
 
 def _report(actions: list[dict]) -> None:
@@ -111,14 +141,14 @@ def _option_flags(given: dict[str, Any]) -> dict[str, Any]:
         if value is None or value is False and flag.kind == "switch":
             continue
         if flag.kind == "list":
-            value = _split_list(value)
-            if not value:
-                continue
+            value = _split_list(value) or []
         if flag.convert is not None:
             try:
                 value = flag.convert(value)
             except UnitError as e:
                 raise ConfigError(str(e), e.hint, path=flag.decls[0]) from None
+        if value == []:
+            continue
         out[option.name] = value
     return out
 
@@ -129,6 +159,7 @@ def start(
     targets: Targets = None,
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="a script already running is restarted with these options (pyvm2 runs one app per name)")] = False,
     **options: Any,
 ) -> None:
     from pyvm2 import ecosystem
@@ -136,21 +167,27 @@ def start(
 
     targets = list(targets or [])
     if not targets:
-        if os.path.exists("ecosystem.config.js"):
-            targets = ["ecosystem.config.js"]
-        else:
-            raise UsageError("nothing to start", "pyvm2 start ecosystem.json | pyvm2 start app.py --name app")
+        # pm2 looks for ecosystem.config.js; `pyvm2 init` writes ecosystem.config.json5
+        default = next((f for f in ("ecosystem.config.js", "ecosystem.config.json5") if os.path.exists(f)), None)
+        if default is None:
+            raise UsageError("nothing to start", "pyvm2 start ecosystem.json | pyvm2 start app.py --name app | "
+                             "pyvm2 init (writes a sample ecosystem file)")
+        targets = [default]
     flags = _option_flags(options)
     cwd = flags.pop("cwd", None)
     base_env = _base_env()
     client = None
 
     first = targets[0]
-    if ecosystem.is_ecosystem_file(first) and (os.path.exists(first) or len(targets) == 1):
+    if first == "-" or ecosystem.is_ecosystem_file(first) and (os.path.exists(first) or len(targets) == 1):
         apps = []
         for path in targets:
-            loaded = ecosystem.load(path, env_name=env, only=_split_list(only), cwd_override=cwd,
-                                    base_env=base_env)
+            if path == "-":
+                loaded = ecosystem.loads(_stdin_text(), env_name=env, only=_split_list(only),
+                                         cwd_override=cwd, base_env=base_env)
+            else:
+                loaded = ecosystem.load(path, env_name=env, only=_split_list(only), cwd_override=cwd,
+                                        base_env=base_env)
             for w in loaded.warnings:
                 cli.warn(w)
             apps.extend(loaded.apps)
@@ -163,26 +200,39 @@ def start(
         if env:
             raise UsageError("--env needs an ecosystem file",
                              "put env_<NAME> in an ecosystem file, or set variables in the shell")
-        if len(targets) > 1:
-            raise UsageError("start takes one script at a time; pass its arguments after --",
+        missing = [t for t in targets[1:] if not _looks_like_script(t)]
+        if missing:
+            raise UsageError(f"{missing[0]}: no such script; start takes scripts, and a script's "
+                             "own arguments go after --",
                              f"pyvm2 start {first} -- {' '.join(targets[1:])}")
-        raw = dict(flags)
-        script = os.path.expanduser(first)
-        if os.path.exists(script):
-            script = os.path.abspath(script)
-        raw["script"] = script
-        if cwd is not None:
-            raw["cwd"] = cwd
-        if cli.SCRIPT_ARGS is not None:
-            raw["args"] = list(cli.SCRIPT_ARGS)
-        warnings: list[str] = []
-        spec = specmod.from_options(raw, base_dir=os.getcwd(), origin="command line",
-                                    base_env=base_env, warn=warnings.append, cli_script=True)
-        for w in warnings:
-            cli.warn(w)
+        if len(targets) > 1 and flags.get("name"):
+            raise UsageError("--name names one app, but several scripts were given",
+                             "start them one at a time, each with its --name")
+        specs = []
+        for target in targets:
+            raw = dict(flags)
+            script = os.path.expanduser(target)
+            if os.path.exists(script):
+                script = os.path.abspath(script)
+            raw["script"] = script
+            if cwd is not None:
+                raw["cwd"] = cwd
+            if cli.SCRIPT_ARGS is not None:
+                raw["args"] = list(cli.SCRIPT_ARGS)
+            warnings: list[str] = []
+            specs.append(specmod.from_options(raw, base_dir=os.getcwd(), origin="command line",
+                                              base_env=base_env, warn=warnings.append, cli_script=True))
+            for w in warnings:
+                cli.warn(w)
         client = _client()
-        res = client.call("start", {"apps": [spec.to_dict()], "base_env": base_env,
-                                    "from_file": False}, timeout=None)
+        res = client.call("start", {"apps": [spec.to_dict() for spec in specs], "base_env": base_env,
+                                    "from_file": force}, timeout=None)
+        same = [a for a in res["actions"] if a["action"] == "unchanged"]
+        if same:
+            again = client.call("restart", {"targets": [str(a["pm_id"]) for a in same]}, timeout=None)
+            for a in same:
+                a["action"] = "restarted"
+            res["list"] = again["list"]
     else:
         client = _client()
         try:
@@ -193,6 +243,15 @@ def start(
     _report(res["actions"])
     print_table(res["list"])
     _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})
+
+
+def _stdin_text() -> str:
+    import sys
+
+    if sys.stdin.isatty():
+        raise UsageError("`-` reads an ecosystem (JSON or YAML) from standard input, which is a terminal",
+                         "cat ecosystem.json | pyvm2 start -")
+    return sys.stdin.read()
 
 
 def _looks_like_script(t: str) -> bool:
@@ -368,8 +427,16 @@ def reset(targets: Targets = None) -> None:
     print_table(res["list"])
 
 
-def _list() -> None:
-    quick.list_apps()
+def _list(
+    sort: Annotated[str | None, typer.Option("--sort", help="name, id, pid, uptime, status, cpu, memory, restarts, namespace; :desc to reverse")] = None,
+    mini: Annotated[bool, typer.Option("--mini-list", "-m", help="pm2's minimal form, one block per process")] = False,
+) -> None:
+    if sort or mini:
+        from pyvm2.cli.more import show_list
+
+        show_list(sort, mini)
+    else:
+        quick.list_apps()
 
 
 app.command("list", help="List apps (aliases: ls, status, l, ps).")(_list)
@@ -397,21 +464,43 @@ for _alias in ("show", "desc", "info"):
 
 @app.command(help="Show and follow app logs.")
 def logs(
-    target: Annotated[str | None, typer.Argument(help="name, id, namespace or all")] = None,
+    targets: Annotated[list[str] | None, typer.Argument(help="names, ids, namespaces, /regex/ or all")] = None,
     lines: Annotated[int, typer.Option("--lines", help="lines to show from each file")] = 15,
     nostream: Annotated[bool, typer.Option("--nostream", help="print the last lines and exit")] = False,
     err: Annotated[bool, typer.Option("--err", help="only stderr")] = False,
     out: Annotated[bool, typer.Option("--out", help="only stdout")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="no prefixes")] = False,
-    timestamp: Annotated[bool, typer.Option("--timestamp", help="prefix streamed lines with the time")] = False,
+    timestamp: Annotated[str | None, typer.Option("--timestamp", help="prefix streamed lines with the time; an optional dayjs format (default YYYY-MM-DD-HH:mm:ss)")] = None,
+    highlight: Annotated[str | None, typer.Option("--highlight", help="highlight this text")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="one JSON object per line (pm2's shape)")] = False,
+    format_: Annotated[bool, typer.Option("--format", help="key=value lines: timestamp= app= id= type= message=")] = False,
 ) -> None:
-    from pyvm2.cli.logview import show_logs
+    from pyvm2.cli.logview import Style, show_logs
 
+    wanted = list(targets or ["all"])
     client = _client()
-    procs = client.call("targets", {"targets": [target or "all"]})
-    show_logs(procs, target=target or "all", daemon_log=str(client.home.log), lines=lines,
+    procs = _log_targets(client, wanted)
+    label = "all" if "all" in wanted else ",".join(wanted)
+    kind = "json" if json_ else "format" if format_ else "raw" if raw else "plain"
+    style = Style(kind, timestamp or None, highlight or None, cli.use_color())
+    show_logs(procs, target=label, daemon_log=str(client.home.log), lines=lines,
               follow=not nostream, want_out=not err, want_err=not out, raw=raw,
-              timestamp=timestamp, color=cli.use_color())
+              timestamp=timestamp, color=style.color, style=style)
+
+
+def _log_targets(client: Any, wanted: list[str]) -> list[dict]:
+    """Processes for `logs`: names, ids, namespaces and `all` as elsewhere, plus /regex/ on names."""
+    found: dict[int, dict] = {}
+    plain = [t for t in wanted if not _is_regex(t)]
+    if plain:
+        for p in client.call("targets", {"targets": plain}):
+            found[p["pm_id"]] = p
+    regexes = [t for t in wanted if t not in plain]
+    every = client.call("list") if regexes else []
+    for t in regexes:
+        for p in _regex_match(every, t):
+            found[p["pm_id"]] = p
+    return sorted(found.values(), key=lambda p: p["pm_id"])
 
 
 @app.command(help="Empty log files (all apps, or the given ones).")
@@ -712,3 +801,6 @@ def _web_command() -> None:
 
 
 _web_command()
+
+
+from pyvm2.cli import more  # noqa: E402,F401  (registers more commands on app)

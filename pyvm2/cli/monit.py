@@ -278,11 +278,21 @@ class _LogCache:
         shown = {(p, n) for _m, p, _e in files}
         for stale in [k for k in self._seen if k not in shown]:
             del self._seen[stale]
-        merged: list[tuple[str, bool]] = []
-        for _mtime, path, is_err in sorted(files):
-            merged.extend((line.decode("utf-8", errors="replace").rstrip("\r"), is_err)
-                          for line in self._seen[(path, n)][1])
-        return tuple(merged[-n:]) if n > 0 else ()
+        if n <= 0:
+            return ()
+        tails = {path: [(line.decode("utf-8", errors="replace").rstrip("\r"), is_err)
+                        for line in self._seen[(path, n)][1]] for _m, path, is_err in files}
+        # A chatty stdout must not push the error lines out of view: stderr keeps up to a third.
+        err = [t for _m, p, e in files if e for t in tails[p]]
+        out = [t for _m, p, e in files if not e for t in tails[p]]
+        if err and out and len(err) + len(out) > n:
+            keep_err = min(len(err), max(1, n // 3), n)
+            keep_out = min(len(out), n - keep_err)
+            keep_err = n - keep_out
+            for _m, p, e in files:
+                tails[p] = tails[p][-keep_err:] if e else tails[p][-keep_out:] if keep_out else []
+        merged = [t for _m, p, _e in sorted(files) for t in tails[p]]
+        return tuple(merged[-n:])
 
 
 # --- the view: plain data, compared between frames so an unchanged screen is not redrawn --------
@@ -460,7 +470,8 @@ def _log_text(line: str, is_err: bool) -> Text:
     body = Text.from_ansi(line, no_wrap=True, overflow="ellipsis")
     if not body.plain.isprintable():
         body.plain = "".join(ch if ch.isprintable() or ch == "\t" else "�" for ch in body.plain)
-    gutter = Text("▍", style="red" if is_err else "green")
+    # stderr is marked by its gutter (`!`), not by colour alone
+    gutter = Text("!", style="bold red") if is_err else Text("▍", style="green")
     return Text.assemble(gutter, " ", body, no_wrap=True, overflow="ellipsis")
 
 

@@ -32,10 +32,10 @@ def _width() -> int:
         return 300  # pm2 prints the full table through a pipe
 
 
-def print_table(procs: list[dict]) -> None:
+def print_table(procs: list[dict], keep_order: bool = False) -> None:
     from pyvm2.cli.render import render_list
 
-    print(render_list(procs, width=_width(), color=cli.use_color()))
+    print(render_list(procs, width=_width(), color=cli.use_color(), keep_order=keep_order))
     hints = []
     for p in procs:
         env = p.get("pm2_env", {})

@@ -439,14 +439,16 @@ def render_list(
     width: int,
     color: bool,
     now_ms: float | None = None,
+    keep_order: bool = False,
 ) -> str:
-    """The ``pyvm2 list`` table for jlist-shaped dicts, without a trailing newline.
+    """The ``pyvm2 list`` table for jlist-shaped dicts, without a trailing newline; rows by name
+    unless ``keep_order`` (the caller sorted them).
 
     Drawn by hand rather than with rich: this is the hot path of ``pyvm2 list``, and rich's import
     and table layout cost more than everything else the command does.
     """
     now = _now(now_ms)
-    ordered = sorted(procs, key=_sort_key)
+    ordered = list(procs) if keep_order else sorted(procs, key=_sort_key)
     rows = [_list_cells(p, now) for p in ordered]
 
     layout, by_key = _pick_layout(rows, width)

@@ -48,10 +48,16 @@ def status_style(status: str | None) -> str:
     return STATUS_STYLES.get(status, _UNKNOWN_STATUS_STYLE)
 
 
+#: `--no-color` was given (kept here, not in the NO_COLOR variable, so that apps started by this
+#: command do not inherit it).
+NO_COLOR = False
+
+
 def use_color(stream: Any = None) -> bool:
-    """Whether to colour what goes to `stream` (stdout by default): NO_COLOR, FORCE_COLOR, a tty."""
+    """Whether to colour what goes to `stream` (stdout by default): --no-color, NO_COLOR,
+    FORCE_COLOR, a tty."""
     stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR"):
+    if NO_COLOR or os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True

@@ -31,7 +31,7 @@ def _layer(members: tuple[str, ...], may_import: Iterable[str], libraries: Itera
 LAYERS: dict[str, Layer] = {
     # Shared by every side, standard library only: errors, statuses, units, paths, the wire format.
     "leaf": _layer(("pyvm2", "pyvm2.errors", "pyvm2.status", "pyvm2.units", "pyvm2.paths",
-                    "pyvm2.protocol", "pyvm2.tail", "pyvm2.procfs"), {"leaf"}),
+                    "pyvm2.protocol", "pyvm2.tail", "pyvm2.procfs", "pyvm2.dayjs"), {"leaf"}),
     # An app's definition and how it is launched: both the CLI and the daemon build and check it.
     "spec": _layer(("pyvm2.spec", "pyvm2.launch", "pyvm2.options", "pyvm2.values",
                     "pyvm2.cronexpr"), {"leaf", "spec", "formats"}, {"croniter", "dotenv"}, {"asyncio"}),
