@@ -311,12 +311,18 @@ async def test_a_tree_written_without_pause_still_fires_two_seconds_after_its_fi
     h = Harness()
     try:
         await h.add(tmp_path)
-        t0 = h.loop.time()
+        t0 = last_write = h.loop.time()
+        gap = 0.0
         for i in range(87):  # a write every 0.03 s for 2.6 s: never QUIET_S of quiet
-            last_write = h.loop.time()
+            now = h.loop.time()
+            gap = max(gap, now - last_write)
+            last_write = now
             write(tmp_path / f"gen{i}.py")
             await asyncio.sleep(0.03)
         await h.calls_for()
+        if gap >= watch.QUIET_S:
+            pytest.skip(f"the machine paused the writer for {gap:.2f} s, longer than the quiet "
+                        "window: the writes were not continuous")
         first = h.calls[0][2]
         assert first - t0 >= watch.MAX_WAIT_S - 0.05, first - t0
         assert first < last_write, "the callback waited for the writes to stop"
