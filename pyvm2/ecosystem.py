@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyvm2.errors import ConfigError
-from pyvm2.formats.text import SHAPE_HINT, Parsed, Path, Where
+from pyvm2.formats.text import SHAPE_HINT, Duplicates, Parsed, Path, Where
 from pyvm2.spec import AppSpec, ConfigErrors, combine_errors, command_name, from_options
 from pyvm2.units import show
 
@@ -109,13 +109,8 @@ def load(path: str, *, env_name: str | None = None, only: Sequence[str] | None =
                         cwd_override=cwd_override, base_env=base_env)
     assert fmt.read is not None
     data, where, duplicates = fmt.read(_read_bytes(abspath, display), abspath, display, base_env)
-    warnings: list[str] = []
-    for dup_path, (line, col) in duplicates:
-        warnings.append(f"{display}:{line}:{col}: {_label(dup_path)}: {show(str(dup_path[-1]))} "
-                        "is given twice; the last one is used")
-    apps = _build(data, display=display, abspath=abspath, where=where, env_name=env_name,
-                  only=only, cwd_override=cwd_override, base_env=base_env, warnings=warnings)
-    return Loaded(apps=apps, warnings=warnings, path=abspath)
+    return _loaded(data, where, duplicates, display=display, abspath=abspath, env_name=env_name,
+                   only=only, cwd_override=cwd_override, base_env=base_env)
 
 
 def loads(text: str, *, display: str = "<stdin>", base_dir: str | None = None,
@@ -126,10 +121,16 @@ def loads(text: str, *, display: str = "<stdin>", base_dir: str | None = None,
     abspath = os.path.join(os.path.abspath(base_dir or os.getcwd()), display)
     read = _read_json5 if text.lstrip().startswith(("{", "[", "//", "/*")) else _read_yaml
     data, where, duplicates = read(text.encode(), abspath, display, base_env)
-    warnings: list[str] = []
-    for dup_path, (line, col) in duplicates:
-        warnings.append(f"{display}:{line}:{col}: {_label(dup_path)}: {show(str(dup_path[-1]))} "
-                        "is given twice; the last one is used")
+    return _loaded(data, where, duplicates, display=display, abspath=abspath, env_name=env_name,
+                   only=only, cwd_override=cwd_override, base_env=base_env)
+
+
+def _loaded(data: Any, where: Where | None, duplicates: Duplicates, *, display: str, abspath: str,
+            env_name: str | None, only: Sequence[str] | None, cwd_override: str | None,
+            base_env: Mapping[str, str] | None) -> Loaded:
+    """The apps of read data, with a warning for every key given twice."""
+    warnings = [f"{display}:{line}:{col}: {_label(path)}: {show(str(path[-1]))} is given twice; "
+                "the last one is used" for path, (line, col) in duplicates]
     apps = _build(data, display=display, abspath=abspath, where=where, env_name=env_name,
                   only=only, cwd_override=cwd_override, base_env=base_env, warnings=warnings)
     return Loaded(apps=apps, warnings=warnings, path=abspath)
