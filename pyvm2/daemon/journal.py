@@ -68,6 +68,17 @@ def atomic_write(path: str, data: bytes, *, keep_backup: bool = False, fsync: bo
             os.close(dfd)
 
 
+def write_state(path: str, data: bytes) -> None:
+    """The state file, then a second copy of it (`.bak`, another inode): if the first is ever
+    damaged in place, the next daemon reads the copy and loses nothing. The copy is not synced:
+    after a power loss the synced file is the one that counts."""
+    atomic_write(path, data)
+    try:
+        atomic_write(path + ".bak", data, fsync=False)
+    except OSError:
+        pass
+
+
 def pack(entries: list[dict[str, Any]], next_id: int) -> bytes:
     """Entries carry a `base_env` each; identical environments are stored once."""
     envs: dict[str, dict[str, str]] = {}
@@ -129,7 +140,7 @@ class Journal:
     async def _write(self, data: bytes) -> None:
         """Write `data`; on failure keep the state in memory and try again every RETRY_S."""
         try:
-            await asyncio.to_thread(atomic_write, self.path, data, keep_backup=True)
+            await asyncio.to_thread(write_state, self.path, data)
             if self.error is not None:
                 self.log(f"state file {self.path} written again")
             self.error = None
@@ -183,7 +194,7 @@ class Journal:
             self._handle.cancel()
             self._handle = None
         try:
-            atomic_write(self.path, self.collect(), keep_backup=True)
+            write_state(self.path, self.collect())
         except OSError as e:
             self.log(f"cannot write state file {self.path}: {e.strerror or e}")
             self.error = e
@@ -194,7 +205,7 @@ class Journal:
 
     def read(self) -> tuple[list[dict[str, Any]], int]:
         """The last state written. A damaged file is set aside (`state.json.damaged-<time>`,
-        for whoever wants to look at it) and the previous good one, `state.json.bak`, is read."""
+        for whoever wants to look at it) and its copy, `state.json.bak`, is read."""
         for path in (self.path, self.path + ".bak"):
             try:
                 with open(path, "rb") as f:

@@ -17,6 +17,7 @@ from collections import defaultdict
 import psutil
 import pytest
 from conftest import TOKEN_VAR, Pyvm2, alive, proc_environ, processes_of_home, wait_for
+from helpers_more import daemons_of
 
 ROUNDS = int(os.environ.get("PYVM2_FAULT_ROUNDS", "4"))
 SEED = int(os.environ.get("PYVM2_FAULT_SEED", str(random.SystemRandom().randrange(1 << 30))))
@@ -46,19 +47,8 @@ def listed_tokens(jlist: list[dict]) -> dict[str, set[str]]:
     return dict(out)
 
 
-def daemon_pids(pv: Pyvm2) -> list[int]:
-    out = []
-    for p in processes_of_home(pv.home):
-        try:
-            if "pyvm2.daemon" in " ".join(p.cmdline()):
-                out.append(p.pid)
-        except psutil.Error:
-            pass
-    return out
-
-
 def kill_daemon(pv: Pyvm2) -> None:
-    for pid in daemon_pids(pv):
+    for pid in daemons_of(pv):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -78,7 +68,7 @@ def kill_daemon_after_spawns(pv: Pyvm2, count: int, delay: float, names: set[str
     """kill -9 the daemon `delay` seconds after it has spawned `count` new children (of `names`,
     if given): inside the moment between a spawn and the journal's next write. Returns how many
     new children it had spawned."""
-    (pid,) = wait_for(lambda: daemon_pids(pv), lambda d: len(d) == 1, what="one daemon")
+    (pid,) = wait_for(lambda: daemons_of(pv), lambda d: len(d) == 1, what="one daemon")
     before = daemon_children(pid)
 
     def new() -> set[int]:
