@@ -123,7 +123,7 @@ def test_the_example_deploys_to_a_swarm(swarm: Engine, image: str, stack, tmp_pa
     spec = swarm.out("service", "inspect", "-f",
                      "{{json .Spec.TaskTemplate.ContainerSpec.StopSignal}} "
                      "{{.Spec.TaskTemplate.ContainerSpec.StopGracePeriod}}", "example_web")
-    assert spec == '"SIGINT" 1.6s'
+    assert spec == '"SIGTERM" 1.6s'  # the example's kill_signal
 
     # a killed task is replaced
     swarm.docker("kill", worker)
