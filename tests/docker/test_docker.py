@@ -96,6 +96,13 @@ def stack(swarm: Engine, image: str, tmp_path: Path):
              lambda ids: ids == "", f"the containers of stack {name} to be removed", timeout=120)
 
 
+def one_task(engine: Engine, service: str) -> str:
+    """The container of the service's one running task (a task being replaced is waited for)."""
+    (task,) = wait(lambda: running_tasks(engine, service), lambda ids: len(ids) == 1,
+                   f"one running task of {service}")
+    return str(task)
+
+
 def test_the_example_deploys_to_a_swarm(swarm: Engine, image: str, stack, tmp_path: Path) -> None:
     compose = export_compose(ROOT / "ecosystem.example.json", image, tmp_path / "example")
     services = yaml.safe_load(compose.read_text())["services"]
@@ -106,17 +113,17 @@ def test_the_example_deploys_to_a_swarm(swarm: Engine, image: str, stack, tmp_pa
              f"one running task of {svc}")
 
     # the environment inside a task is the app's env
-    (worker,) = running_tasks(swarm, "example_worker")
+    worker = one_task(swarm, "example_worker")
     env = swarm.out("exec", worker, "python3", "-c",
                     "import os; print(os.environ['TICK_SECONDS'], os.getcwd())")
     assert env == "2 /app"
     # the app's own output, as pyvm2 would have logged it
     wait(lambda: swarm.out("logs", worker), lambda s: "processed job" in s, "worker output")
-    (up4,) = running_tasks(swarm, "example_up4")
+    up4 = one_task(swarm, "example_up4")
     wait(lambda: swarm.out("logs", up4), lambda s: "split 4" in s, "up4 output")
 
     # max_memory_restart became a memory limit, kill_signal and kill_timeout the stop settings
-    (web,) = running_tasks(swarm, "example_web")
+    web = one_task(swarm, "example_web")
     assert swarm.out("inspect", "-f", "{{.HostConfig.Memory}}", web) == str(100 * MIB)
     limit = swarm.out("exec", web, "python3", "-c", CGROUP_MEMORY_LIMIT)
     assert limit == str(100 * MIB)  # the kernel enforces it, not only the engine's record
