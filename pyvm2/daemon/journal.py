@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,15 +69,20 @@ def atomic_write(path: str, data: bytes, *, keep_backup: bool = False, fsync: bo
             os.close(dfd)
 
 
+#: One write of the state at a time: the temporary files are named after the process.
+_WRITE_LOCK = threading.Lock()
+
+
 def write_state(path: str, data: bytes) -> None:
     """The state file, then a second copy of it (`.bak`, another inode): if the first is ever
     damaged in place, the next daemon reads the copy and loses nothing. The copy is not synced:
     after a power loss the synced file is the one that counts."""
-    atomic_write(path, data)
-    try:
-        atomic_write(path + ".bak", data, fsync=False)
-    except OSError:
-        pass
+    with _WRITE_LOCK:
+        atomic_write(path, data)
+        try:
+            atomic_write(path + ".bak", data, fsync=False)
+        except OSError:
+            pass
 
 
 def pack(entries: list[dict[str, Any]], next_id: int) -> bytes:
@@ -163,7 +169,9 @@ class Journal:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._writing is not None and not self._writing.done():
+        # writes land in the order their states were collected: wait until none is in flight
+        # (another command may start one while this one waits), then collect and write
+        while self._writing is not None and not self._writing.done():
             await asyncio.shield(self._writing)
         self._writing = asyncio.get_running_loop().create_task(self._write(self.collect()))
         await asyncio.shield(self._writing)

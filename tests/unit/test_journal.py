@@ -67,3 +67,29 @@ def test_state_files_of_the_wrong_shape_count_as_damaged(tmp_path):
         path = tmp_path / "state.json"
         path.write_bytes(body)
         assert _journal(path, []).read() == ([], 0), body
+
+
+def test_concurrent_persists_all_land_in_order(tmp_path):
+    """Commands on different apps persist at once: each write lands, none trips over another's
+    temporary file, and the file ends with the last state collected."""
+    import asyncio
+
+    from pyvm2.daemon.journal import Journal
+
+    path = tmp_path / "state.json"
+    counter = iter(range(10_000))
+
+    def collect() -> bytes:
+        return pack([{"pm_id": 1, "base_env": {"X": "y" * 100_000}}], next(counter))
+
+    journal = Journal(str(path), collect, lambda m: None)
+
+    async def main() -> None:
+        await asyncio.gather(*(journal.persist() for _ in range(40)))
+
+    asyncio.run(main())
+    assert journal.error is None
+    _, next_id = unpack(path.read_bytes())
+    assert next_id == 39
+    assert unpack((tmp_path / "state.json.bak").read_bytes())[1] == 39
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.bak"]
