@@ -88,7 +88,7 @@ class Command:
     """One command: its arguments, and the reply: `list` (a JSON array) or the keys of an object.
 
     `events`: answered by the daemon's events module on the connection itself (a subscription
-    keeps the connection for its stream), not by a `Daemon.cmd_<name>` handler."""
+    keeps the connection for its stream), not by a `Commands.cmd_<name>` handler."""
 
     __slots__ = ("name", "args", "reply", "doc", "events")
 

@@ -1,10 +1,10 @@
-"""Daemon: the registry pm_id -> ManagedProcess, the commands the CLI sends, shutdown order."""
+"""Daemon: the registry pm_id -> ManagedProcess, restore after a crash, the schedules that restart
+apps on their own, housekeeping, shutdown order. The command handlers are in `commands`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import gc
 import json
@@ -17,22 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
 from pyvm2.daemon import fds, reaper, runner, spawn, tree
+from pyvm2.daemon.commands import Commands, definition_problem, stop_tiers
 from pyvm2.daemon.events import Events
-from pyvm2.daemon.journal import Journal, NotSaved, atomic_write, pack, unpack
+from pyvm2.daemon.journal import Journal, NotSaved, pack
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation, close_idle
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.notify import Notifier
 from pyvm2.daemon.policy import Trigger
-from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess, ReloadFailed
+from pyvm2.daemon.process import Hooks, LogPaths, ManagedProcess
 from pyvm2.daemon.sockets import Listeners
-from pyvm2.errors import DaemonError, NotFound, Pyvm2Error, SpawnError, UsageError
+from pyvm2.errors import DaemonError, NotFound, Pyvm2Error, SpawnError
 from pyvm2.launch import Launch
 from pyvm2.paths import Home, sanitize
-from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
 from pyvm2.spec import LOG_FILE_DEFAULT, AppSpec, parse_log_size
-from pyvm2.status import Desired, Status, is_settled
-from pyvm2.units import UnitError, visible
-from pyvm2.values import check_name
+from pyvm2.status import Desired, Status
 
 if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches or has a cron
     from pyvm2.daemon.cron import CronJob
@@ -54,10 +52,6 @@ READ_ONLY = frozenset({"hello", "ping", "list", "describe", "targets", "handover
 HANDOVER_WAIT_S = 120.0
 #: How often idle log files are closed and the socket is checked.
 HOUSEKEEPING_S = 5.0
-#: `start` and `restart` answer once every instance is settled, or after this long.
-SETTLE_DEADLINE_S = 20.0
-#: An instance online this long (or min_uptime, if shorter) counts as started.
-SETTLE_ONLINE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -96,10 +90,11 @@ def _log_path(base: str, pm_id: int, suffix: bool) -> str:
 
 class Daemon:
     """The registry pm_id -> ManagedProcess of one PYVM2_HOME, and everything around it: the
-    commands the CLI sends (`cmd_*`, through `dispatch`), the schedules that restart apps on their
-    own (cron, watch, the memory limit), the journal, start-up and shutdown.
+    door for the commands the CLI sends (`dispatch`, which runs `Commands.cmd_*`), the schedules
+    that restart apps on their own (cron, watch, the memory limit), the journal, start-up and
+    shutdown.
 
-    Owns: `procs` and `next_id` (created by `_create`, removed by `_delete`, `kill` and nothing
+    Owns: `procs` and `next_id` (created by `add`, removed by `remove`, `kill` and nothing
     else), the cron jobs and the watcher (one per daemon, shared by every watching app), the
     monitor, the daemon log, the settings from config.json.
 
@@ -143,7 +138,7 @@ class Daemon:
         self._crons: dict[int, tuple[str, CronJob]] = {}
         self._monitor = Monitor(lambda pm_id, reason: self.request_restart(pm_id, reason,
                                                                            Trigger.MEMORY))
-        self._broken: dict[int, str] = {}   # pm_id -> why its restored definition cannot run
+        self.broken: dict[int, str] = {}   # pm_id -> why its restored definition cannot run
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
@@ -151,6 +146,7 @@ class Daemon:
         self.notifier = Notifier(str(home.root / "notify.sock"), self.log)
         self.orphans = reaper.Orphans(self._leaders, str(home.run))
         self.events = Events(self)
+        self.commands = Commands(self)
         self.hooks = Hooks(log=self.log, changed=self._changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
                            rotation=self.rotation_for, background=self._background,
@@ -292,7 +288,7 @@ class Daemon:
         """An app whose saved definition cannot run stays listed, errored with the reason, and
         is never started (what is left of its last run is stopped); every other app restores."""
         reason = p.status_reason or "invalid definition"
-        self._broken[p.pm_id] = reason
+        self.broken[p.pm_id] = reason
         self.log(f"App [{p.label}] {reason}")
         if run and isinstance(run.get("token"), str):
             await p.sweep_orphans(run["token"])
@@ -464,13 +460,13 @@ class Daemon:
         """The app's held listening sockets (bound on first use); raises SpawnError. A unix
         socket path that instances of the app still hold (adopted after a daemon crash) is
         taken over."""
-        takeover = any(p.run is not None for p in self._by_name(spec.name))
+        takeover = any(p.run is not None for p in self.by_name(spec.name))
         held = self.listeners.get(spec.name, spec.listen, takeover=takeover)
         name = spec.name.replace(":", "_")
         return tuple(held.fds()), (name,) * len(held.socks)
 
     # ---- registry ----------------------------------------------------------------------
-    def _create(self, spec: AppSpec, instance: int, base_env: dict[str, str]) -> ManagedProcess:
+    def add(self, spec: AppSpec, instance: int, base_env: dict[str, str]) -> ManagedProcess:
         pm_id = self.next_id
         self.next_id += 1
         suffix = not spec.merge_logs
@@ -490,8 +486,16 @@ class Daemon:
         self.procs[pm_id] = p
         return p
 
-    def _by_name(self, name: str) -> list[ManagedProcess]:
+    def by_name(self, name: str) -> list[ManagedProcess]:
         return [p for p in self.procs.values() if p.name == name]
+
+    async def remove(self, p: ManagedProcess) -> None:
+        """Delete the instance and, once it is gone, forget it."""
+        if await p.delete():
+            self.procs.pop(p.pm_id, None)
+            self.broken.pop(p.pm_id, None)
+            if not self.by_name(p.name):
+                self.listeners.release(p.name)
 
     def resolve(self, targets: Iterable[str]) -> list[ManagedProcess]:
         """pm2's targets: `all`, an id, a name, a namespace; several at once; unknown -> error."""
@@ -505,7 +509,7 @@ class Daemon:
             elif t.isdigit() and int(t) in self.procs:
                 found = [self.procs[int(t)]]
             else:
-                found = self._by_name(t) or [p for p in self.procs.values() if p.spec.namespace == t]
+                found = self.by_name(t) or [p for p in self.procs.values() if p.spec.namespace == t]
             if not found:
                 raise NotFound(f"process or namespace {t!r} not found",
                                "see the names and ids with: pyvm2 list")
@@ -525,22 +529,6 @@ class Daemon:
                 env["watch"] = False
             out.append(snap)
         return out
-
-    async def _settle(self, procs: list[ManagedProcess]) -> None:
-        """Wait until each instance has clearly started, or settled, so the table is true."""
-        deadline = time.monotonic() + SETTLE_DEADLINE_S
-        while time.monotonic() < deadline:
-            pending = False
-            for p in procs:
-                if p.status == Status.ONLINE and p.run is not None:
-                    need = min(p.spec.min_uptime / 1000, SETTLE_ONLINE_S)
-                    if time.monotonic() - p.run.started_mono < need:
-                        pending = True
-                elif not (is_settled(p.status) or p.status == Status.WAITING_RESTART):
-                    pending = True
-            if not pending:
-                return
-            await asyncio.sleep(0.05)
 
     # ---- schedules: watch and cron follow what each app should be doing ------------------
     def sync_schedules(self) -> None:
@@ -600,7 +588,7 @@ class Daemon:
         # the watcher reports at most MAX_PATHS paths per burst
         shown = ", ".join(paths[:5]) + (f" and {more}{'+' if len(paths) >= MAX_PATHS else ''} more" if more > 0 else "")
         reason = f"file changed: {shown}"
-        for p in self._by_name(name):
+        for p in self.by_name(name):
             self.request_restart(p, reason, Trigger.WATCH)
 
     def watch_state(self, name: str) -> str | None:
@@ -629,7 +617,7 @@ class Daemon:
 
     async def _run(self, cmd: str, args: dict[str, Any]) -> Any:
         try:
-            result = await getattr(self, f"cmd_{cmd}")(**args)
+            result = await getattr(self.commands, f"cmd_{cmd}")(**args)
         except BaseException:
             if not self._stopping.is_set():
                 self.sync_schedules()
@@ -643,325 +631,7 @@ class Daemon:
                 await self.journal.persist(f"the {cmd}")
         return result
 
-    def _specs(self, apps: list[dict[str, Any]]) -> list[AppSpec]:
-        """The door for app definitions a client sends: each must be usable, or nothing runs."""
-        specs = []
-        for i, d in enumerate(apps):
-            try:
-                spec = AppSpec.from_dict(d)
-            except (TypeError, ValueError) as e:
-                raise BadRequest(f"apps[{i}] is not an app definition: {e}") from None
-            problem = definition_problem(spec)
-            if problem is not None:
-                raise BadRequest(f"apps[{i}] ({str(spec.name)[:60]}): {problem}",
-                                 "correct the app's definition and start it again")
-            specs.append(spec)
-        if not specs:
-            raise UsageError("nothing to start")
-        return specs
-
-    def _runnable(self, procs: list[ManagedProcess]) -> list[ManagedProcess]:
-        """Those of `procs` whose definition can run. An app restored with an unusable
-        definition stays errored (its reason says why); if it alone was asked for, that is
-        the error."""
-        ok = [p for p in procs if p.pm_id not in self._broken]
-        if procs and not ok:
-            p = procs[0]
-            raise UsageError(f"{p.name} ({p.pm_id}) cannot run: {self._broken[p.pm_id]}",
-                             "fix its definition and start it from its file again, "
-                             f"or remove it with: pyvm2 delete {p.pm_id}")
-        return ok
-
-    # ---- commands: one per entry of protocol.COMMANDS, taking its arguments -----------------
-    async def cmd_hello(self, version: str, protocol: int) -> dict:
-        return {"version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
-                "home": str(self.home.root)}
-
-    async def cmd_ping(self) -> dict:
-        return {"msg": "pong", "pid": os.getpid(), "uptime_ms": int((time.time() - self.started_at) * 1000)}
-
-    async def cmd_list(self) -> list:
-        return self.snapshot()
-
-    async def cmd_describe(self, targets: list[str]) -> list:
-        return self.snapshot(self.resolve(targets))
-
-    async def cmd_targets(self, targets: list[str]) -> list:
-        if targets == ["all"] and not self.procs:
-            return []
-        return self.snapshot(self.resolve(targets))
-
-    async def cmd_start(self, targets: list[str], apps: list[dict[str, Any]],
-                        base_env: dict[str, str], from_file: bool) -> dict:
-        """Start apps from specs (file or script), or existing processes by target."""
-        if targets and apps:
-            raise BadRequest("start: give targets or apps, not both")
-        if targets:
-            procs = self._runnable(self.resolve(targets))
-            await asyncio.gather(*(p.start() for p in procs))
-            await self._settle(procs)
-            return {"actions": [{"pm_id": p.pm_id, "name": p.name, "action": "started"} for p in procs],
-                    "list": self.snapshot()}
-        actions, _ = await self._start_specs(self._specs(apps), base_env, from_file)
-        return {"actions": actions, "list": self.snapshot()}
-
-    async def _start_specs(self, specs: list[AppSpec], base_env: dict[str, str],
-                           from_file: bool) -> tuple[list[dict], list[ManagedProcess]]:
-        if not from_file:
-            for spec in specs:
-                running = [p for p in self._by_name(spec.name) if p.run is not None]
-                if running:
-                    raise UsageError(f"app {spec.name!r} is already running (id {running[0].pm_id})",
-                                     f"restart it with: pyvm2 restart {spec.name}, or pick another --name",
-                                     code=1)
-        for spec in specs:
-            if spec.listen and spec.autostart:
-                try:
-                    self.sockets_for(spec)
-                except SpawnError as e:
-                    raise UsageError(f"{spec.name}: {e.message}", e.hint, code=1) from None
-        actions: list[dict] = []
-        touched: list[ManagedProcess] = []
-        tasks = []
-        for spec in specs:
-            existing = self._by_name(spec.name)
-            for extra in existing[spec.instances:]:
-                tasks.append(self._delete(extra))
-                actions.append({"pm_id": extra.pm_id, "name": spec.name, "action": "deleted"})
-            existing = existing[: spec.instances]
-            for i in range(len(existing), spec.instances):
-                existing.append(self._create(spec, i, base_env))
-            for p in existing:
-                touched.append(p)
-                self._broken.pop(p.pm_id, None)  # it gets a checked definition now
-                if p.spec.definition() != spec.definition() and p.run is not None:
-                    tasks.append(p.restart("definition changed", spec=spec, base_env=base_env))
-                    actions.append({"pm_id": p.pm_id, "name": p.name, "action": "restarted"})
-                elif p.run is None and spec.autostart:
-                    p.replace_spec(spec)
-                    p.base_env = base_env
-                    tasks.append(p.start())
-                    actions.append({"pm_id": p.pm_id, "name": p.name, "action": "started"})
-                elif p.run is None:
-                    p.replace_spec(spec)
-                    actions.append({"pm_id": p.pm_id, "name": p.name, "action": "registered"})
-                else:
-                    actions.append({"pm_id": p.pm_id, "name": p.name, "action": "unchanged"})
-        await asyncio.gather(*tasks)
-        await self._settle(touched)
-        return actions, touched
-
-    async def cmd_restart(self, targets: list[str], apps: list[dict[str, Any]],
-                          base_env: dict[str, str], toggle_watch: bool) -> dict:
-        if targets and apps:
-            raise BadRequest("restart: give targets or apps, not both")
-        if apps:
-            specs = self._specs(apps)
-            procs = [p for s in specs for p in self._by_name(s.name)]
-            for p in procs:
-                self._broken.pop(p.pm_id, None)  # it gets a checked definition now
-            by_name = {s.name: s for s in specs}
-            await asyncio.gather(*(p.restart(spec=by_name[p.name], base_env=base_env)
-                                   for p in procs))
-            missing = [s for s in specs if not self._by_name(s.name)]
-            if missing:
-                _, started = await self._start_specs(missing, base_env, from_file=True)
-                procs += started
-        else:
-            procs = self._runnable(self.resolve(targets))
-            if toggle_watch:
-                await asyncio.gather(*(p.restart(spec=dataclasses.replace(p.spec, watch=not p.spec.watch))
-                                       for p in procs))
-            else:
-                await asyncio.gather(*(p.restart() for p in procs))
-        await self._settle(procs)
-        return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
-
-    async def cmd_reload(self, targets: list[str], apps: list[dict[str, Any]],
-                         base_env: dict[str, str], update_env: bool) -> dict:
-        """Rolling reload, one instance at a time; the first that fails stops it there. Apps of
-        a file not known yet are started."""
-        if targets and apps:
-            raise BadRequest("reload: give targets or apps, not both")
-        specs_by_name: dict[str, AppSpec] = {}
-        started: list[ManagedProcess] = []
-        if apps:
-            specs = self._specs(apps)
-            specs_by_name = {s.name: s for s in specs}
-            procs = [p for s in specs for p in self._by_name(s.name)]
-            missing = [s for s in specs if not self._by_name(s.name)]
-            if missing:
-                _, started = await self._start_specs(missing, base_env, from_file=True)
-        else:
-            procs = self._runnable(self.resolve(targets))
-        for wanted in specs_by_name.values():
-            if wanted.listen:
-                try:
-                    self.sockets_for(wanted)
-                except SpawnError as e:
-                    raise UsageError(f"{wanted.name}: {e.message}", e.hint, code=1) from None
-        done: list[str] = []
-        env = base_env if (update_env or apps) else None
-        for p in procs:
-            spec = specs_by_name.get(p.name)
-            if spec is not None:
-                self._broken.pop(p.pm_id, None)
-                if spec.instances <= p.instance:
-                    continue
-            try:
-                action = await p.reload(spec=spec, base_env=env)
-            except ReloadFailed as e:
-                so_far = f" ({', '.join(done)} replaced before it)" if done else ""
-                raise Pyvm2Error(f"reload stopped: {e.message}{so_far}", e.hint) from None
-            done.append(p.label)
-            self.log(f"App [{p.label}] {action}")
-        for wanted in specs_by_name.values():  # more instances than before
-            if len(self._by_name(wanted.name)) != wanted.instances:
-                _, more = await self._start_specs([wanted], base_env, from_file=True)
-                started += more
-        await self._settle(started)
-        return {"ids": [p.pm_id for p in procs + started], "list": self.snapshot()}
-
-    async def cmd_stop(self, targets: list[str]) -> dict:
-        procs = self.resolve(targets)
-        for tier in stop_tiers(procs):
-            await asyncio.gather(*(p.stop() for p in tier))
-        return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
-
-    async def _delete(self, p: ManagedProcess) -> None:
-        if await p.delete():
-            self.procs.pop(p.pm_id, None)
-            self._broken.pop(p.pm_id, None)
-            if not self._by_name(p.name):
-                self.listeners.release(p.name)
-
-    async def cmd_delete(self, targets: list[str]) -> dict:
-        procs = self.resolve(targets)
-        await asyncio.gather(*(self._delete(p) for p in procs))
-        if not self.procs:
-            self.next_id = 0
-        return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
-
-    async def cmd_reset(self, targets: list[str]) -> dict:
-        procs = self.resolve(targets)
-        for p in procs:
-            p.reset()
-        return {"ids": [p.pm_id for p in procs], "list": self.snapshot()}
-
-    async def cmd_flush(self, targets: list[str]) -> dict:
-        procs = self.resolve(targets) if targets else list(self.procs.values())
-        for p in procs:
-            p.flush_logs()
-        if not targets:
-            try:
-                os.truncate(self.home.log, 0)
-            except OSError:
-                pass
-        return {"ids": [p.pm_id for p in procs]}
-
-    async def cmd_reload_logs(self) -> dict:
-        self.reopen_logs()
-        return {"reopened": len(self.procs)}
-
-    async def cmd_save(self, force: bool) -> dict:
-        """Write every app and whether it should run to dump.json (atomically, old copy kept)."""
-        entries = [{k: v for k, v in p.to_state().items() if k in ("pm_id", "instance", "spec", "base_env", "desired")}
-                   for p in self.procs.values()]
-        path = str(self.home.dump)
-        if not entries and not force:
-            raise UsageError("no app is managed, so the saved list was left as it is",
-                             "use pyvm2 save --force to save an empty list")
-        try:
-            await asyncio.to_thread(atomic_write, path, pack(entries, self.next_id),
-                                    keep_backup=True)
-        except OSError as e:
-            self.log(f"cannot save to {path}: {e.strerror or e}")
-            raise Pyvm2Error(f"cannot write {path}: {e.strerror or e}; nothing was saved",
-                             _disk_hint(e, path, "then run pyvm2 save again; the list saved "
-                                                 "before is unchanged")) from None
-        self.log(f"saved {len(entries)} process(es) to {path}")
-        return {"path": path, "count": len(entries)}
-
-    def read_dump(self) -> list[dict]:
-        last_error = None
-        for path in (str(self.home.dump), str(self.home.dump) + ".bak"):
-            try:
-                with open(path, "rb") as f:
-                    entries, _ = unpack(f.read())
-                return entries
-            except FileNotFoundError:
-                continue
-            except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:
-                if isinstance(e, RecursionError):
-                    why = "nested too deeply to read"
-                elif isinstance(e, OSError):
-                    why = e.strerror or str(e)
-                elif isinstance(e, ValueError):
-                    why = f"not a saved list ({str(e)[:200]})"
-                else:
-                    why = "not a saved list (its parts do not have the expected types)"
-                last_error = f"{path}: {why}"
-                self.log(f"cannot read {last_error}")
-        if last_error:
-            raise UsageError(f"the saved list cannot be read ({last_error})", "save again with: pyvm2 save")
-        raise NotFound(f"nothing saved yet ({self.home.dump} does not exist)", "save the running apps with: pyvm2 save")
-
-    async def cmd_resurrect(self, entries: list[dict[str, Any]] | None, if_saved: bool) -> dict:
-        """Bring back saved apps: each app not already known is registered and, if it was
-        running, started. Running it twice changes nothing. Entries sent by the client must all
-        be usable; an unusable entry of the dump file is skipped and reported."""
-        from_client = entries is not None
-        if entries is None:
-            try:
-                entries = self.read_dump()
-            except NotFound:
-                if not if_saved:
-                    raise
-                entries = []
-        actions: list[dict] = []
-        started: list[ManagedProcess] = []
-        usable: list[tuple[AppSpec, dict[str, Any]]] = []
-        for i, e in enumerate(entries):
-            try:
-                if not isinstance(e, dict) or not isinstance(e.get("spec"), dict):
-                    raise ValueError("it has no app definition (its \"spec\" object)")
-                spec = AppSpec.from_dict(e["spec"])
-                problem = definition_problem(spec)
-                if problem is not None:
-                    raise ValueError(f"{spec.name}: {problem}")
-                instance = e.get("instance") or 0
-                if not isinstance(instance, int) or isinstance(instance, bool) or instance < 0:
-                    raise ValueError(f"instance must be a whole number, got {instance!r:.40}")
-                if not isinstance(e.get("base_env") or {}, dict):
-                    raise ValueError("base_env must be an object")
-            except (KeyError, TypeError, ValueError) as err:
-                name = e["spec"].get("name") if isinstance(e, dict) and \
-                    isinstance(e.get("spec"), dict) else None
-                what = f"entry {i} ({visible(str(name)):.60})" if name else f"entry {i}"
-                if from_client:
-                    raise BadRequest(f"resurrect: {what} is not usable: {err}") from None
-                self.log(f"{self.home.dump}: {what} skipped: {err}")
-                actions.append({"name": what, "pm_id": None, "action": f"skipped: {err}"})
-                continue
-            usable.append((spec, e))
-        for spec, e in usable:
-            instance = e.get("instance") or 0
-            present = [p for p in self.procs.values() if p.name == spec.name and p.instance == instance]
-            if present:
-                actions.append({"name": spec.name, "pm_id": present[0].pm_id, "action": "already present"})
-                continue
-            p = self._create(spec, instance, dict(e.get("base_env") or {}))
-            if e.get("desired") == "running":
-                started.append(p)
-                actions.append({"name": p.name, "pm_id": p.pm_id, "action": "started"})
-            else:
-                p.hooks.changed()
-                actions.append({"name": p.name, "pm_id": p.pm_id, "action": "restored stopped"})
-        await asyncio.gather(*(p.start() for p in started))
-        await self._settle(started)
-        return {"actions": actions, "list": self.snapshot()}
-
-    async def cmd_handover(self) -> dict:
+    async def hand_over(self) -> dict:
         """Leave, keeping every app running, so that a new daemon can adopt them. Commands in
         flight (a slow stop), automatic restarts and exits being handled finish first, so each
         gets its true answer and the new daemon adopts settled instances; commands that would
@@ -982,7 +652,9 @@ class Daemon:
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"pid": os.getpid(), "kept": sum(1 for p in self.procs.values() if p.run is not None)}
 
-    async def cmd_kill(self) -> dict:
+
+    async def kill(self) -> dict:
+        """Stop every app and forget them all, then leave (`pyvm2 kill`)."""
         n = len(self.procs)
         left = await self.stop_all()
         if left:
@@ -1004,54 +676,3 @@ class Daemon:
                     raise self.journal.not_saved("the kill") from e
         asyncio.get_running_loop().call_soon(self.shutdown)
         return {"stopped": n, "pid": os.getpid()}
-
-
-def _disk_hint(e: OSError, path: str, then: str) -> str:
-    """What to do about a file the daemon could not write."""
-    import errno
-
-    folder = os.path.dirname(path)
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"free space on the file system of {folder} (df -h {folder}), {then}"
-    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return f"make {folder} writable by the daemon's user, {then}"
-    return f"check {folder} and its file system, {then}"
-
-
-def definition_problem(spec: AppSpec) -> str | None:
-    """Why the daemon cannot run `spec` as it is, or None. The CLI validates every definition it
-    sends; this catches one that did not pass there (another client, an edited state file)."""
-    for key in ("name", "script", "cwd"):
-        value = getattr(spec, key)
-        if not isinstance(value, str) or not value:
-            return f"{key} must be a non-empty string"
-    for key in ("name", "namespace"):
-        try:
-            check_name(str(getattr(spec, key)), key)
-        except UnitError as e:
-            return str(e)
-    if not isinstance(spec.instances, int) or spec.instances < 1:
-        return "instances must be a whole number of at least 1"
-    if (spec.user or spec.group) and os.geteuid() != 0:
-        import pwd
-
-        who = f"user {spec.user}" if spec.user else f"group {spec.group}"
-        return (f"running as {who} needs pyvm2's daemon to run as root (it runs as "
-                f"{pwd.getpwuid(os.geteuid()).pw_name}); start pyvm2 as root, or remove the "
-                f"app's {'user' if spec.user else 'group'}")
-    if spec.cron_restart is not None:
-        from pyvm2.cronexpr import validate
-
-        problem = validate(spec.cron_restart)
-        if problem is not None:
-            return f"cron_restart: {problem}"
-    return None
-
-
-def stop_tiers(procs: list[ManagedProcess]) -> list[list[ManagedProcess]]:
-    """Apps to stop one tier after the other: by supervisor's priority, highest first, so what
-    started first stops last. Apps without a priority stop together with priority 999."""
-    tiers: dict[int, list[ManagedProcess]] = {}
-    for p in procs:
-        tiers.setdefault(999 if p.spec.priority is None else p.spec.priority, []).append(p)
-    return [tiers[k] for k in sorted(tiers, reverse=True)]

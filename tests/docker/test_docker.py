@@ -103,6 +103,25 @@ def one_task(engine: Engine, service: str) -> str:
     return str(task)
 
 
+def task_exec(engine: Engine, service: str, *cmd: str) -> tuple[str, str]:
+    """Run cmd in the service's running task: (its container, its output). A task that ended
+    between being found and the exec (Swarm replaces it) is told and the next one is used."""
+    def attempt() -> tuple[str, str] | None:
+        task = one_task(engine, service)
+        res = engine.docker("exec", task, *cmd, check=False)
+        if res.returncode == 0:
+            return task, res.stdout.decode(errors="replace").strip()
+        state = engine.out("inspect", "-f", "{{.State.Status}}", task, check=False)
+        if state == "running":
+            raise AssertionError(f"docker exec {task} {' '.join(cmd)} exited {res.returncode}:\n"
+                                 f"{res.stderr.decode(errors='replace')}")
+        history = engine.out("service", "ps", "--no-trunc", "--format",
+                             "{{.Name}} {{.CurrentState}} {{.Error}}", service, check=False)
+        print(f"task {task} of {service} ended before the exec ({state}); tasks:\n{history}")
+        return None
+    return wait(attempt, lambda r: r is not None, f"a command in a running task of {service}")
+
+
 def test_the_example_deploys_to_a_swarm(swarm: Engine, image: str, stack, tmp_path: Path) -> None:
     compose = export_compose(ROOT / "ecosystem.example.json", image, tmp_path / "example")
     services = yaml.safe_load(compose.read_text())["services"]
@@ -113,9 +132,8 @@ def test_the_example_deploys_to_a_swarm(swarm: Engine, image: str, stack, tmp_pa
              f"one running task of {svc}")
 
     # the environment inside a task is the app's env
-    worker = one_task(swarm, "example_worker")
-    env = swarm.out("exec", worker, "python3", "-c",
-                    "import os; print(os.environ['TICK_SECONDS'], os.getcwd())")
+    worker, env = task_exec(swarm, "example_worker", "python3", "-c",
+                            "import os; print(os.environ['TICK_SECONDS'], os.getcwd())")
     assert env == "2 /app"
     # the app's own output, as pyvm2 would have logged it
     wait(lambda: swarm.out("logs", worker), lambda s: "processed job" in s, "worker output")
@@ -123,9 +141,8 @@ def test_the_example_deploys_to_a_swarm(swarm: Engine, image: str, stack, tmp_pa
     wait(lambda: swarm.out("logs", up4), lambda s: "split 4" in s, "up4 output")
 
     # max_memory_restart became a memory limit, kill_signal and kill_timeout the stop settings
-    web = one_task(swarm, "example_web")
+    web, limit = task_exec(swarm, "example_web", "python3", "-c", CGROUP_MEMORY_LIMIT)
     assert swarm.out("inspect", "-f", "{{.HostConfig.Memory}}", web) == str(100 * MIB)
-    limit = swarm.out("exec", web, "python3", "-c", CGROUP_MEMORY_LIMIT)
     assert limit == str(100 * MIB)  # the kernel enforces it, not only the engine's record
     spec = swarm.out("service", "inspect", "-f",
                      "{{json .Spec.TaskTemplate.ContainerSpec.StopSignal}} "

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pyvm2 import protocol
-from pyvm2.daemon.daemon import Daemon
+from pyvm2.daemon.commands import Commands
 from pyvm2.protocol import COMMANDS, REQUIRED, BadRequest
 
 #: A value of each argument kind, as a client would send it.
@@ -67,13 +67,13 @@ HANDLED = sorted(n for n, c in COMMANDS.items() if not c.events)
 
 @pytest.mark.parametrize("name", HANDLED)
 def test_each_daemon_handler_takes_exactly_the_declared_arguments(name: str) -> None:
-    handler = getattr(Daemon, f"cmd_{name}")
+    handler = getattr(Commands, f"cmd_{name}")
     params = list(inspect.signature(handler).parameters)[1:]   # without self
     assert params == list(COMMANDS[name].args), name
 
 
 def test_every_handler_of_the_daemon_is_a_declared_command() -> None:
-    handlers = {n[len("cmd_"):] for n in dir(Daemon) if n.startswith("cmd_")}
+    handlers = {n[len("cmd_"):] for n in dir(Commands) if n.startswith("cmd_")}
     assert handlers == set(HANDLED)
 
 
