@@ -21,6 +21,7 @@ from pyvm2.procfs import STATE, stat_fields
 
 if TYPE_CHECKING:
     from pyvm2.spec import AppSpec
+    from pyvm2.startup import Unit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -602,14 +603,39 @@ def reload_logs() -> None:
     cli.info("All logs reloaded")
 
 
+#: Init systems pm2's `startup` knows; pyvm2 writes systemd units only.
+_OTHER_INIT = ("upstart", "launchd", "systemv", "openrc", "rcd", "rcd-openbsd", "smf", "macos",
+               "darwin", "ubuntu", "centos", "redhat", "amazon", "gentoo", "freebsd", "openbsd")
+
+
+def _startup_unit(platform: str | None, system: bool, user: str | None, home: str | None,
+                  service_name: str | None) -> Unit:
+    from pyvm2 import startup as su
+
+    if platform is not None and platform != "systemd":
+        if platform in _OTHER_INIT:
+            raise UsageError(f"pyvm2 writes systemd units only, not {platform} scripts",
+                             "run: pyvm2 startup systemd (or pyvm2 startup --print to see the unit)")
+        raise UsageError(f"unknown init system {platform!r}", "run: pyvm2 startup systemd")
+    return su.Unit.make(system=system, user=user, home=home, service_name=service_name)
+
+
 @app.command(help="Write a systemd unit that brings pyvm2 and the saved apps back at boot.")
 def startup(
+    platform: Annotated[str | None, typer.Argument(
+        metavar="[systemd]", help="the init system; pyvm2 writes systemd units")] = None,
     system: Annotated[bool, typer.Option("--system", help="a system unit (root only)")] = False,
+    user: Annotated[str | None, typer.Option(
+        "-u", "--user", help="a system unit that runs pyvm2 as this user (root only), as pm2")] = None,
+    home: Annotated[str | None, typer.Option(
+        "--hp", help="that user's home; pyvm2's home is HOME/.pyvm2")] = None,
+    service_name: Annotated[str | None, typer.Option(
+        "--service-name", help="the unit's name (default pyvm2, or pyvm2-USER for a system unit)")] = None,
     print_only: Annotated[bool, typer.Option("--print", help="print the unit instead of writing it")] = False,
 ) -> None:
     from pyvm2 import startup as su
 
-    unit = su.Unit.for_current_user(system=system)
+    unit = _startup_unit(platform, system, user, home, service_name)
     if print_only:
         print(unit.text(), end="")
         return
@@ -621,10 +647,16 @@ def startup(
 
 
 @app.command(help="Remove the systemd unit written by startup.")
-def unstartup(system: Annotated[bool, typer.Option("--system")] = False) -> None:
+def unstartup(
+    platform: Annotated[str | None, typer.Argument(metavar="[systemd]")] = None,
+    system: Annotated[bool, typer.Option("--system")] = False,
+    user: Annotated[str | None, typer.Option("-u", "--user")] = None,
+    home: Annotated[str | None, typer.Option("--hp")] = None,
+    service_name: Annotated[str | None, typer.Option("--service-name")] = None,
+) -> None:
     from pyvm2 import startup as su
 
-    unit = su.Unit.for_current_user(system=system)
+    unit = _startup_unit(platform, system, user, home, service_name)
     removed = su.uninstall(unit)
     if removed:
         cli.info(f"removed {removed}")
