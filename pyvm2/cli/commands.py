@@ -287,8 +287,13 @@ def _action(cmd: str, targets: list[str] | None, extra: dict | None = None) -> d
 
 
 @app.command(help="Stop apps (the whole process tree); they stay in the list.")
-def stop(targets: Targets = None) -> None:
-    res = _action("stop", targets)
+def stop(
+    targets: Targets = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="also turn watching off for good (a plain stop pauses it until the "
+                        "next start)")] = False,
+) -> None:
+    res = _action("stop", targets, {"unwatch": True} if watch else None)
     cli.info(f"Applying action stop on app [{' '.join(targets or [])}](ids: {res['ids']})")
     print_table(res["list"])
 

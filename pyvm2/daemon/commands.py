@@ -231,10 +231,16 @@ class Commands:
         await self._settle(started)
         return {"ids": [p.pm_id for p in procs + started], "list": self.d.snapshot()}
 
-    async def cmd_stop(self, targets: list[str]) -> dict:
+    async def cmd_stop(self, targets: list[str], unwatch: bool) -> dict:
+        """Stop, tier by tier; watching pauses until the next start, or with `unwatch` (pm2's
+        `stop --watch`) ends: the app runs unwatched from then on."""
         procs = self.d.resolve(targets)
         for tier in stop_tiers(procs):
             await asyncio.gather(*(p.stop() for p in tier))
+        if unwatch:
+            for p in procs:
+                if p.spec.watch:
+                    p.replace_spec(dataclasses.replace(p.spec, watch=False))
         return {"ids": [p.pm_id for p in procs], "list": self.d.snapshot()}
 
     async def cmd_delete(self, targets: list[str]) -> dict:
