@@ -122,6 +122,13 @@ def _interpreter(value: Any) -> str:
     return "none" if interp.lower() == "none" else interp
 
 
+def _cli_watch(values: list[str]) -> bool | list[str]:
+    """`--watch` alone (written `--watch=true` by the argv rewrite) watches cwd, as pm2's; with
+    paths, those paths."""
+    paths = [v for v in values if v != "true"]
+    return paths or True
+
+
 def _cli_seconds(text: str) -> int:
     try:
         return parse_cli_seconds(text)
@@ -238,7 +245,8 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag(("--cron-restart", "--cron", "-c"), "cron pattern")),
     Option("watch", "false", "restart on file changes (`true` = cwd, or a list of paths)",
            convert=values.watch, relative=True,
-           flag=Flag(("--watch",), "restart when files in cwd change", "switch")),
+           flag=Flag(("--watch",), "restart when files change: in cwd, or in the paths given "
+                     "(--watch src --watch lib)", "list", _cli_watch)),
     Option("ignore_watch", "none", "globs not to watch",
            convert=lambda v: values.words(v, "ignore_watch"),
            flag=Flag(("--ignore-watch",), "globs to ignore, space separated")),

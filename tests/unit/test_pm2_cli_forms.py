@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from pyvm2 import options
 from pyvm2.cli import argv as argvmod
 from pyvm2.cli import hints
 from pyvm2.cli.jsinspect import inspect
@@ -87,9 +88,22 @@ def test_inspect_matches_node_util_inspect():
     (["logs", "--timestamp", "HH:mm"], ["logs", "--timestamp", "HH:mm"]),
     (["logs", "--highlight", "--raw"], ["logs", "--highlight=", "--raw"]),
     (["log", "app"], ["logs", "app"]),
+    (["start", "a.py", "--watch"], ["start", "a.py", "--watch=true"]),
+    (["start", "--watch", "a.py"], ["start", "--watch=true", "a.py"]),
+    (["start", "a.py", "--watch", "apps"], ["start", "a.py", "--watch", "apps"]),
+    (["start", "a.py", "--watch", "--name", "x"], ["start", "a.py", "--watch=true", "--name", "x"]),
+    (["restart", "a", "--watch"], ["restart", "a", "--watch"]),
 ])
 def test_argv_rewrite(argv, expected):
     assert argvmod.rewrite(argv).argv == expected
+
+
+@pytest.mark.parametrize(("given", "watch"), [
+    (["true"], True), (["src"], ["src"]), (["src", "lib"], ["src", "lib"]),
+])
+def test_watch_flag_is_cwd_alone_or_the_paths_given(given, watch):
+    flag = next(o for o in options.OPTIONS if o.name == "watch").flag
+    assert flag is not None and flag.convert is not None and flag.convert(given) == watch
 
 
 def test_global_flags_anywhere():
