@@ -335,6 +335,8 @@ def test_cluster_for_a_python_app_runs_fork_copies_with_a_warning(build: Build) 
     s = build({"script": "app.py", "exec_mode": "cluster", "instances": 2})
     assert s.exec_mode == "cluster" and s.instances == 2
     assert len(build.warnings) == 1 and "cluster mode is for Node apps" in build.warnings[0]
+    assert "app runs with python3, so its 2 instance(s) run as separate processes" in \
+        build.warnings[0], build.warnings
 
 
 def test_node_with_instances_defaults_to_cluster_like_pm2(build: Build) -> None:
