@@ -304,6 +304,7 @@ def restart(
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="turn watching on or off (toggles, as pm2)")] = False,
+    update_env: Annotated[bool, typer.Option("--update-env", "-a", help="give the apps the current environment (else they keep the one they were started with)")] = False,
 ) -> None:
     from pyvm2 import ecosystem
 
@@ -318,8 +319,13 @@ def restart(
     else:
         if env:
             raise UsageError("--env needs an ecosystem file", "pyvm2 restart ecosystem.json --env production")
-        res = _action("restart", targets, {"toggle_watch": watch})
+        extra: dict[str, Any] = {"toggle_watch": watch, "update_env": update_env}
+        if update_env:
+            extra["base_env"] = _base_env()
+        res = _action("restart", targets, extra)
     cli.info(f"Applying action restart on app [{' '.join(targets)}](ids: {res.get('ids')})")
+    if not update_env and not (targets and ecosystem.is_ecosystem_file(targets[0])):
+        cli.info("Use --update-env to update environment variables")
     print_table(res["list"])
     _exit_if_errored(res["list"], set(res.get("ids") or []))
 
@@ -340,7 +346,7 @@ def reload(
     targets: Targets = None,
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file")] = None,
-    update_env: Annotated[bool, typer.Option("--update-env", help="give the apps the current environment")] = False,
+    update_env: Annotated[bool, typer.Option("--update-env", "-a", help="give the apps the current environment (else they keep the one they were started with)")] = False,
 ) -> None:
     from pyvm2 import ecosystem
 
@@ -356,8 +362,13 @@ def reload(
             extra["base_env"] = _base_env()
         res = _action("reload", targets, extra)
     cli.info(f"Applying action reload on app [{' '.join(targets)}](ids: {res.get('ids')})")
+    if not update_env and not (targets and ecosystem.is_ecosystem_file(targets[0])):
+        cli.info("Use --update-env to update environment variables")
     print_table(res["list"])
     _exit_if_errored(res["list"], set(res.get("ids") or []))
+
+
+app.command("gracefulReload", hidden=True)(reload)  # pm2's older name
 
 
 def _start_or(action: str, file: str, env: str | None, only: list[str] | None) -> None:
@@ -376,7 +387,7 @@ def _start_or(action: str, file: str, env: str | None, only: list[str] | None) -
 
 _EnvOpt = Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")]
 _OnlyOpt = Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file")]
-_UpdateEnvOpt = Annotated[bool, typer.Option("--update-env", help="always on with a file, as in pm2")]
+_UpdateEnvOpt = Annotated[bool, typer.Option("--update-env", "-a", help="always on with a file, as in pm2")]
 _File = Annotated[str, typer.Argument(help="an ecosystem file")]
 
 
