@@ -125,9 +125,11 @@ class AppSpec:
         return cls(**kw)
 
     def definition(self) -> dict[str, Any]:
-        """What decides whether a running app must be restarted when its file is started again."""
+        """What decides whether a running app must be restarted when its file is started again.
+        The number of instances does not: more are added, or the highest removed."""
         d = self.to_dict()
         d.pop("source", None)
+        d.pop("instances", None)
         return d
 
 

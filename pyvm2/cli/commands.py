@@ -159,7 +159,7 @@ def start(
     targets: Targets = None,
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="a script already running is restarted with these options (pyvm2 runs one app per name)")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="start the script again even if its app runs: as pyvm2 runs one app per name, the copies join it as more instances")] = False,
     **options: Any,
 ) -> None:
     from pyvm2 import ecosystem
@@ -225,9 +225,11 @@ def start(
             for w in warnings:
                 cli.warn(w)
         client = _client()
+        if force:
+            specs = _with_copies(specs, client.call("list"))
         res = client.call("start", {"apps": [spec.to_dict() for spec in specs], "base_env": base_env,
                                     "from_file": force}, timeout=None)
-        same = [a for a in res["actions"] if a["action"] == "unchanged"]
+        same = [] if force else [a for a in res["actions"] if a["action"] == "unchanged"]
         if same:
             again = client.call("restart", {"targets": [str(a["pm_id"]) for a in same]}, timeout=None)
             for a in same:
@@ -243,6 +245,30 @@ def start(
     _report(res["actions"])
     print_table(res["list"])
     _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})
+
+
+def _with_copies(specs: list[AppSpec], procs: list[dict]) -> list[AppSpec]:
+    """pm2's `start script -f` starts one more copy of an app that already runs; here the copies
+    are added to the app of that name as more instances (in its exec mode), and the running ones
+    are left alone."""
+    import dataclasses
+
+    count: dict[str, int] = {}
+    first: dict[str, dict] = {}
+    for p in procs:
+        name = p.get("name", "")
+        count[name] = count.get(name, 0) + 1
+        first.setdefault(name, p.get("pm2_env", {}))
+    out = []
+    for s in specs:
+        if s.name in count:
+            env = first[s.name]
+            s = dataclasses.replace(
+                s, instances=s.instances + count[s.name],
+                exec_mode="cluster" if env.get("exec_mode") == "cluster_mode" else "fork",
+                merge_logs=bool(env.get("merge_logs", s.merge_logs)))
+        out.append(s)
+    return out
 
 
 def _stdin_text() -> str:

@@ -155,6 +155,7 @@ class Commands:
                     p.replace_spec(spec)
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "registered"})
                 else:
+                    p.spec = spec  # the same definition; `instances` and `source` may differ
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "unchanged"})
         await asyncio.gather(*tasks)
         await self._settle(touched)

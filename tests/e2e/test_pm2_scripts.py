@@ -1,0 +1,28 @@
+"""What pm2's own end-to-end scripts (tools/pm2-e2e) check, against a real daemon: `start -f`
+adding copies, the counts scripts take from prettylist, ..."""
+
+from __future__ import annotations
+
+import shutil
+
+from conftest import Pyvm2, fixture
+
+
+def test_start_force_adds_copies_and_leaves_the_running_ones_alone(pv: Pyvm2) -> None:
+    shutil.copy(fixture("ticker.py"), pv.workdir / "tick.py")
+    pv.ok("start", "tick.py")
+    pv.wait_status("tick", "online")
+    pv.ok("restart", "tick")
+    first = pv.wait_status("tick", "online")
+    again = pv.run("start", "tick.py")
+    assert again.code == 1 and "already running" in again.err, again  # without -f, as pm2
+    pv.ok("start", "tick.py", "-f")
+    pv.ok("start", "tick.py", "-i", "2", "-f")
+    procs = pv.wait_status("tick", "online")
+    assert [p["pm_id"] for p in procs] == [0, 1, 2, 3], procs
+    restarts = [p["pm2_env"]["restart_time"] for p in procs]
+    assert procs[0]["pid"] == first[0]["pid"] and restarts == [1, 0, 0, 0], procs
+    pv.ok("stop", "0")
+    assert pv.ok("prettylist").out.count("stopped") == 1
+    pv.ok("reset", "tick")
+    assert pv.ok("prettylist").out.count("restart_time: 0") == 4
