@@ -275,7 +275,8 @@ OPTIONS: tuple[Option, ...] = (
            convert=values.parse_log_size),
     Option("log_retain", "global setting", "rotated files kept", convert=_log_retain),
     Option("log_compress", "global setting", "gzip rotated files", convert=parse_bool),
-    Option("pid_file", "`$PYVM2_HOME/pids/<name>-<id>.pid`", "where the pid is written",
+    Option("pid_file", "`$PYVM2_HOME/pids/<name>-<id>.pid`",
+           "where the pid is written; `x.pid` becomes `x-<id>.pid`, as in pm2",
            aliases=("pid",), convert=values.log_path, relative=True, optional=True,
            flag=Flag(("--pid", "-p"), "pid file")),
     Option("user", "you", "run as this user, with its groups and login's `HOME`/`USER`/`LOGNAME`/"

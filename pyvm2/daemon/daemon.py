@@ -9,6 +9,7 @@ import functools
 import gc
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -86,6 +87,11 @@ def _log_path(base: str, pm_id: int, suffix: bool) -> str:
     if not suffix or not base.endswith(".log"):
         return base
     return base[: -len(".log")] + f"-{pm_id}.log"
+
+
+def _pid_path(base: str, pm_id: int) -> str:
+    """pm2's rule: a `.pid` (or `-N.pid`) ending becomes `-<id>.pid`; other names stay."""
+    return re.sub(r"-[0-9]+\.pid$|\.pid$", f"-{pm_id}.pid", base)
 
 
 class Daemon:
@@ -479,7 +485,7 @@ class Daemon:
         paths = LogPaths(
             out=_log_path(out, pm_id, suffix), err=_log_path(err, pm_id, suffix),
             combined=_log_path(combined, pm_id, suffix) if combined else None,
-            pid=spec.pid_file and _log_path(spec.pid_file, pm_id, True) or
+            pid=spec.pid_file and _pid_path(spec.pid_file, pm_id) or
             str(self.home.pids / f"{stem}-{pm_id}.pid"),
         )
         p = ManagedProcess(pm_id, spec, instance, base_env, paths, self.hooks)

@@ -26,3 +26,16 @@ def test_start_force_adds_copies_and_leaves_the_running_ones_alone(pv: Pyvm2) ->
     assert pv.ok("prettylist").out.count("stopped") == 1
     pv.ok("reset", "tick")
     assert pv.ok("prettylist").out.count("restart_time: 0") == 4
+
+
+def test_a_pid_file_gets_the_process_id_as_pm2_names_it(pv: Pyvm2) -> None:
+    shutil.copy(fixture("ticker.py"), pv.workdir / "tick.py")
+    pv.ok("start", "tick.py", "-p", "tick.pid", "-i", "2")
+    procs = pv.wait_status("tick", "online")
+    for p in procs:
+        path = pv.workdir / f"tick-{p['pm_id']}.pid"
+        assert p["pm2_env"]["pm_pid_path"] == str(path)
+        assert path.read_text().strip() == str(p["pid"])
+    pv.ok("stop", "all")
+    assert not (pv.workdir / "tick-0.pid").exists()
+    assert not (pv.workdir / "tick.pid").exists()
