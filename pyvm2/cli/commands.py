@@ -20,6 +20,7 @@ from pyvm2.options import cli_flags
 from pyvm2.procfs import STATE, stat_fields
 
 if TYPE_CHECKING:
+    from pyvm2.client import Client
     from pyvm2.spec import AppSpec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -176,7 +177,7 @@ def start(
     flags = _option_flags(options)
     cwd = flags.pop("cwd", None)
     base_env = _base_env()
-    client = None
+    client: Client | None = None
 
     first = targets[0]
     if first == "-" or ecosystem.is_ecosystem_file(first) and (os.path.exists(first) or len(targets) == 1):
@@ -196,7 +197,8 @@ def start(
         client = _client()
         res = client.call("start", {"apps": [a.to_dict() for a in apps], "base_env": base_env,
                                     "from_file": True}, timeout=None)
-    elif _looks_like_script(first):
+    elif _looks_like_script(first) and (force or os.path.exists(os.path.expanduser(first))
+                                        or not _names_apps(client := _client(), targets)):
         if env:
             raise UsageError("--env needs an ecosystem file",
                              "put env_<NAME> in an ecosystem file, or set variables in the shell")
@@ -224,7 +226,7 @@ def start(
                                               base_env=base_env, warn=warnings.append, cli_script=True))
             for w in warnings:
                 cli.warn(w)
-        client = _client()
+        client = client or _client()
         if force:
             specs = _with_copies(specs, client.call("list"))
         res = client.call("start", {"apps": [spec.to_dict() for spec in specs], "base_env": base_env,
@@ -236,7 +238,7 @@ def start(
                 a["action"] = "restarted"
             res["list"] = again["list"]
     else:
-        client = _client()
+        client = client or _client()
         try:
             res = client.call("start", {"targets": targets}, timeout=None)
         except NotFound:
@@ -245,6 +247,14 @@ def start(
     _report(res["actions"])
     print_table(res["list"])
     _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})
+
+
+def _names_apps(client: Client, targets: list[str]) -> bool:
+    """Whether every target is the name or id of a known app: pm2 acts on the app then, even
+    when a command of that name is on PATH (`start echo` restarts the app echo)."""
+    procs = client.call("list")
+    known = {p.get("name") for p in procs} | {str(p.get("pm_id")) for p in procs}
+    return all(t in known for t in targets)
 
 
 def _with_copies(specs: list[AppSpec], procs: list[dict]) -> list[AppSpec]:

@@ -39,3 +39,18 @@ def test_a_pid_file_gets_the_process_id_as_pm2_names_it(pv: Pyvm2) -> None:
     pv.ok("stop", "all")
     assert not (pv.workdir / "tick-0.pid").exists()
     assert not (pv.workdir / "tick.pid").exists()
+
+
+def test_start_by_name_starts_a_stopped_app_and_restarts_a_running_one(pv: Pyvm2) -> None:
+    shutil.copy(fixture("ticker.py"), pv.workdir / "tick.py")
+    pv.ok("start", "tick.py", "--name", "echo")  # a name that is also a command on PATH
+    pv.wait_status("echo", "online")
+    pv.ok("stop", "echo")
+    pv.ok("start", "echo")
+    (p,) = pv.wait_status("echo", "online")
+    assert p["pm2_env"]["pm_exec_path"] == str(pv.workdir / "tick.py")
+    assert p["pm2_env"]["restart_time"] == 0
+    pv.ok("start", "echo")
+    pv.ok("start", "0")
+    (p,) = pv.wait_status("echo", "online")
+    assert p["pm2_env"]["restart_time"] == 2 and len(pv.jlist()) == 1

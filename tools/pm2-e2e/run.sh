@@ -5,7 +5,7 @@
 #
 # SCRIPT is a path under test/e2e (cli/reload.sh) or a bare name (reload); the default is every
 # script of test/e2e/cli that skip.txt does not list. Environment:
-#   PM2E2E_TIMEOUT  seconds per script (default 240)
+#   PM2E2E_TIMEOUT  seconds per script (default 600)
 #   PM2E2E_RESULTS  folder for the per-script logs (default: a new temporary folder, printed)
 #   PM2E2E_STRICT=1 stop a script at its first failed assertion, as pm2's own include.sh does
 #   PYTHON          the Python that runs pyvm2 (default python3)
@@ -25,7 +25,7 @@ shift
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-TIMEOUT=${PM2E2E_TIMEOUT:-240}
+TIMEOUT=${PM2E2E_TIMEOUT:-600}
 PYTHON=${PYTHON:-python3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pyvm2-pm2e2e.XXXXXX")
 RESULTS=${PM2E2E_RESULTS:-$WORK/results}
@@ -34,6 +34,8 @@ mkdir -p "$RESULTS"
 # pm2's scripts find `bin/pm2` relative to the folder they run from and write into the fixtures,
 # so they run on a copy of the test folder, next to a `bin/pm2` that is this pyvm2.
 cp -r "$PM2_SRC/test" "$WORK/test"
+# Their scratch file is a fixed /tmp path; each run gets its own, so runs cannot mix.
+grep -rl --include='*.sh' /tmp/tmp_out.txt "$WORK/test" | xargs -r sed -i "s#/tmp/tmp_out.txt#$WORK/tmp_out.txt#g"
 mkdir -p "$WORK/bin"
 cat > "$WORK/bin/pm2" <<EOF
 #!/bin/sh
