@@ -105,12 +105,12 @@ for s in "${scripts[@]}"; do
   child=""
   pm2_kill
   rm -rf "$WORK/home"
-  pass=$(grep -c '✔' "$log")
+  pass=$(grep -c '^------------> ✔ ' "$log")
   fail=0 known=0 note=""
   while IFS= read -r line; do
     text=${line#*✘ }
     if [ -n "$(known_reason "$s" "$text")" ]; then known=$((known + 1)); else fail=$((fail + 1)); fi
-  done < <(grep '✘' "$log")
+  done < <(grep '^######## ✘ ' "$log")
   [ "$rc" = 124 ] && note="timed out after ${TIMEOUT}s"
   [ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$fail" = 0 ] && [ "$pass" = 0 ] && note="exit $rc"
   printf '%-28s %5d %5d %6d  %s\n' "$s" "$pass" "$fail" "$known" "$note"
