@@ -1,5 +1,5 @@
 """What pm2's own end-to-end scripts (tools/pm2-e2e) check, against a real daemon: `start -f`
-adding copies, the counts scripts take from prettylist, ..."""
+adding copies, the counts scripts take from prettylist, pid file names, and `start NAME`."""
 
 from __future__ import annotations
 
