@@ -54,3 +54,10 @@ def test_start_by_name_starts_a_stopped_app_and_restarts_a_running_one(pv: Pyvm2
     pv.ok("start", "0")
     (p,) = pv.wait_status("echo", "online")
     assert p["pm2_env"]["restart_time"] == 2 and len(pv.jlist()) == 1
+
+
+def test_shutdown_with_message_is_accepted_with_a_warning(pv: Pyvm2) -> None:
+    shutil.copy(fixture("ticker.py"), pv.workdir / "tick.py")
+    r = pv.ok("start", "tick.py", "--shutdown-with-message")
+    assert "shutdown_with_message is not supported" in r.err, r
+    pv.wait_status("tick", "online")
