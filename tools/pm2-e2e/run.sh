@@ -64,7 +64,8 @@ pm2_kill() { timeout 60 "$WORK/bin/pm2" kill >/dev/null 2>&1; }
 cleanup() {
   [ -n "$child" ] && kill "$child" 2>/dev/null && wait "$child" 2>/dev/null
   pm2_kill
-  rm -rf "$WORK/home" "$WORK/test" "$WORK/bin"
+  rm -rf "$WORK/home" "$WORK/test" "$WORK/bin" "$WORK/tmp_out.txt"
+  rmdir "$WORK" 2>/dev/null  # left only when it holds the logs
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
