@@ -308,7 +308,9 @@ OPTIONS: tuple[Option, ...] = (
            '`":8000"`, `"[::1]:8000"`, `"unix:/path.sock"`): fds from 3, `LISTEN_FDS`',
            convert=values.listen,
            flag=Flag(("--listen",), "address(es) the daemon holds for the app", "list")),
-    Option("shutdown_with_message", "false", "not supported: apps are stopped with `kill_signal`"),
+    Option("shutdown_with_message", "false", "not supported: apps are stopped with `kill_signal`",
+           flag=Flag(("--shutdown-with-message",), "not supported (a warning): apps are stopped "
+                     "with kill_signal", "switch")),
 )
 
 BY_NAME: Mapping[str, Option] = {o.name: o for o in OPTIONS}

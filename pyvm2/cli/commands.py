@@ -20,6 +20,7 @@ from pyvm2.options import cli_flags
 from pyvm2.procfs import STATE, stat_fields
 
 if TYPE_CHECKING:
+    from pyvm2.client import Client
     from pyvm2.spec import AppSpec
     from pyvm2.startup import Unit
 
@@ -160,7 +161,7 @@ def start(
     targets: Targets = None,
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="a script already running is restarted with these options (pyvm2 runs one app per name)")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="start the script again even if its app runs: as pyvm2 runs one app per name, the copies join it as more instances")] = False,
     **options: Any,
 ) -> None:
     from pyvm2 import ecosystem
@@ -177,7 +178,7 @@ def start(
     flags = _option_flags(options)
     cwd = flags.pop("cwd", None)
     base_env = _base_env()
-    client = None
+    client: Client | None = None
 
     first = targets[0]
     if first == "-" or ecosystem.is_ecosystem_file(first) and (os.path.exists(first) or len(targets) == 1):
@@ -197,7 +198,8 @@ def start(
         client = _client()
         res = client.call("start", {"apps": [a.to_dict() for a in apps], "base_env": base_env,
                                     "from_file": True}, timeout=None)
-    elif _looks_like_script(first):
+    elif _looks_like_script(first) and (force or os.path.exists(os.path.expanduser(first))
+                                        or not _names_apps(client := _client(), targets)):
         if env:
             raise UsageError("--env needs an ecosystem file",
                              "put env_<NAME> in an ecosystem file, or set variables in the shell")
@@ -225,17 +227,19 @@ def start(
                                               base_env=base_env, warn=warnings.append, cli_script=True))
             for w in warnings:
                 cli.warn(w)
-        client = _client()
+        client = client or _client()
+        if force:
+            specs = _with_copies(specs, client.call("list"))
         res = client.call("start", {"apps": [spec.to_dict() for spec in specs], "base_env": base_env,
                                     "from_file": force}, timeout=None)
-        same = [a for a in res["actions"] if a["action"] == "unchanged"]
+        same = [] if force else [a for a in res["actions"] if a["action"] == "unchanged"]
         if same:
             again = client.call("restart", {"targets": [str(a["pm_id"]) for a in same]}, timeout=None)
             for a in same:
                 a["action"] = "restarted"
             res["list"] = again["list"]
     else:
-        client = _client()
+        client = client or _client()
         try:
             res = client.call("start", {"targets": targets}, timeout=None)
         except NotFound:
@@ -244,6 +248,38 @@ def start(
     _report(res["actions"])
     print_table(res["list"])
     _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})
+
+
+def _names_apps(client: Client, targets: list[str]) -> bool:
+    """Whether every target is the name or id of a known app: pm2 acts on the app then, even
+    when a command of that name is on PATH (`start echo` restarts the app echo)."""
+    procs = client.call("list")
+    known = {p.get("name") for p in procs} | {str(p.get("pm_id")) for p in procs}
+    return all(t in known for t in targets)
+
+
+def _with_copies(specs: list[AppSpec], procs: list[dict]) -> list[AppSpec]:
+    """pm2's `start script -f` starts one more copy of an app that already runs; here the copies
+    are added to the app of that name as more instances (in its exec mode), and the running ones
+    are left alone."""
+    import dataclasses
+
+    count: dict[str, int] = {}
+    first: dict[str, dict] = {}
+    for p in procs:
+        name = p.get("name", "")
+        count[name] = count.get(name, 0) + 1
+        first.setdefault(name, p.get("pm2_env", {}))
+    out = []
+    for s in specs:
+        if s.name in count:
+            env = first[s.name]
+            s = dataclasses.replace(
+                s, instances=s.instances + count[s.name],
+                exec_mode="cluster" if env.get("exec_mode") == "cluster_mode" else "fork",
+                merge_logs=bool(env.get("merge_logs", s.merge_logs)))
+        out.append(s)
+    return out
 
 
 def _stdin_text() -> str:

@@ -168,9 +168,27 @@ def scale(name: Annotated[str, typer.Argument(help="app name (or the id of one o
 def prettylist() -> None:
     from pyvm2.cli.jsinspect import inspect
 
-    text = inspect(_client().call("list"))
+    text = inspect([pm2_view(p) for p in _client().call("list")])
     sys.stdout.write(text + ("\n" if sys.stdout.isatty() else ""))
     sys.stdout.flush()
+
+
+#: jlist keys of pyvm2's own that pm2's list does not have. prettylist leaves them out so that a
+#: value is printed as often as pm2 prints it (scripts count `stopped` or a name with grep).
+PYVM2_ONLY_KEYS = frozenset({
+    "status_reason", "desired", "next_restart_at", "last_restart_reason", "source", "warnings",
+    "status_text", "main_pid", "watching", "instance",
+})
+
+
+def pm2_view(proc: dict) -> dict:
+    """One jlist entry as pm2 would list it: without pyvm2's own bookkeeping keys."""
+    env = proc.get("pm2_env")
+    if not isinstance(env, dict):
+        return proc
+    view = dict(proc)
+    view["pm2_env"] = {k: v for k, v in env.items() if k not in PYVM2_ONLY_KEYS}
+    return view
 
 
 @app.command("id", help="The ids of the processes with this name, as pm2 prints them: [ 0, 1 ].")

@@ -105,11 +105,15 @@ class Commands:
         """Start apps from specs (file or script), or existing processes by target."""
         if targets and apps:
             raise BadRequest("start: give targets or apps, not both")
-        if targets:
+        if targets:  # as pm2: a running app is restarted, a stopped one started
             procs = self._runnable(self.d.resolve(targets))
-            await asyncio.gather(*(p.start() for p in procs))
+            running = {p.pm_id for p in procs if p.run is not None}
+            await asyncio.gather(*(p.restart() if p.pm_id in running else p.start()
+                                   for p in procs))
             await self._settle(procs)
-            return {"actions": [{"pm_id": p.pm_id, "name": p.name, "action": "started"} for p in procs],
+            return {"actions": [{"pm_id": p.pm_id, "name": p.name,
+                                 "action": "restarted" if p.pm_id in running else "started"}
+                                for p in procs],
                     "list": self.d.snapshot()}
         actions, _ = await self._start_specs(self._specs(apps), base_env, from_file)
         return {"actions": actions, "list": self.d.snapshot()}

@@ -9,6 +9,7 @@ import functools
 import gc
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -97,13 +98,14 @@ def _log_path(base: str, pm_id: int, suffix: bool) -> str:
 
 
 def pid_path(base: str, pm_id: int) -> str:
-    """Each instance's own pid file, as pm2 names it: `-<id>` before `.pid` (`app.pid` ->
-    `app-3.pid`). pm2 leaves a name without `.pid` as it is, so its instances overwrite each
-    other's file; pyvm2 appends `-<id>` to it. `/dev/null` means no pid file."""
+    """Each instance's own pid file, as pm2 names it: a `.pid` or `-N.pid` ending becomes
+    `-<id>.pid` (`app.pid` -> `app-3.pid`). pm2 leaves a name without `.pid` as it is, so its
+    instances overwrite each other's file; pyvm2 appends `-<id>` to it. `/dev/null` means no pid
+    file."""
     if base == DEVNULL:
         return base
     if base.endswith(".pid"):
-        return base[: -len(".pid")] + f"-{pm_id}.pid"
+        return re.sub(r"(-[0-9]+)?\.pid$", f"-{pm_id}.pid", base)
     return f"{base}-{pm_id}"
 
 
@@ -499,7 +501,8 @@ class Daemon:
         paths = LogPaths(
             out=_log_path(out, pm_id, suffix), err=_log_path(err, pm_id, suffix),
             combined=_log_path(combined, pm_id, suffix) if combined else None,
-            pid=pid_path(spec.pid_file or str(self.home.pids / f"{stem}.pid"), pm_id),
+            pid=pid_path(spec.pid_file, pm_id) if spec.pid_file else
+            str(self.home.pids / f"{stem}-{pm_id}.pid"),
         )
         p = ManagedProcess(pm_id, spec, instance, base_env, paths, self.hooks)
         self.procs[pm_id] = p

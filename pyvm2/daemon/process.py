@@ -744,7 +744,7 @@ class ManagedProcess:
                 "pm_out_log_path": self.paths.out, "pm_err_log_path": self.paths.err,
                 "pm_log_path": self.paths.combined, "pm_pid_path": self.paths.pid,
                 "exec_mode": "cluster_mode" if s.exec_mode == "cluster" else "fork_mode",
-                "instances": s.instances, "watch": list(s.watch) if isinstance(s.watch, tuple) else s.watch,
+                "merge_logs": s.merge_logs, "instances": s.instances, "watch": list(s.watch) if isinstance(s.watch, tuple) else s.watch,
                 "autorestart": s.autorestart is not False, "username": s.user or _username(), "version": "N/A",
                 "max_memory_restart": s.max_memory_restart, "cron_restart": s.cron_restart,
                 "kill_signal": s.kill_signal, "kill_timeout": s.kill_timeout,

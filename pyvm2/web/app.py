@@ -238,6 +238,8 @@ class Web:
                          "actions: " + ", ".join(ACTIONS))
         target = request.path_params["target"]
         procs = await self._resolve(target)
+        if cmd == "start":  # the page's start leaves running apps alone (pm2's start restarts them)
+            procs = [p for p in procs if p.get("pid") in (0, None)]
         ids = [str(p["pm_id"]) for p in procs]
         if not ids:
             return JSONResponse({"action": name, "ids": [], "apps": []})

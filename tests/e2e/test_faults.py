@@ -55,7 +55,7 @@ def test_pid_and_log_files_are_never_written_through_planted_symlinks(pv: Pyvm2)
     shared.mkdir()
     secret = pv.workdir / "root-only.conf"
     secret.write_text("secret = 1\n")
-    for name in ("t.pid", "t-out.log", "t-err.log"):
+    for name in ("t.pid", "t-0.pid", "t-out.log", "t-err.log"):
         (shared / name).symlink_to(secret)
     eco = pv.write_eco([pv.app("t", "ticker.py", pid_file=str(shared / "t.pid"),
                                out_file=str(shared / "t-out.log"),

@@ -15,7 +15,14 @@ from pyvm2 import options
 from pyvm2.cli import argv as argvmod
 from pyvm2.cli import hints
 from pyvm2.cli.jsinspect import inspect
-from pyvm2.cli.more import SAMPLE_FULL, SAMPLE_SIMPLE, empty_dump, render_mini, sort_procs
+from pyvm2.cli.more import (
+    SAMPLE_FULL,
+    SAMPLE_SIMPLE,
+    empty_dump,
+    pm2_view,
+    render_mini,
+    sort_procs,
+)
 from pyvm2.errors import UsageError
 
 
@@ -36,6 +43,16 @@ def test_prettylist_has_the_lines_pm2_scripts_grep():
     assert "restart_time: 1," in text
     assert text.startswith("[\n  {\n    pid: 100,\n    name: 'echo',")
     assert not text.endswith("\n")
+
+
+def test_prettylist_prints_a_status_and_a_name_as_often_as_pm2():
+    p = proc(0, "echo", status="stopped")
+    p["pm2_env"].update({"status_reason": "stopped by user", "desired": "stopped",
+                         "last_restart_reason": "stopped", "instance": 0})
+    text = inspect([pm2_view(p)])
+    assert text.count("stopped") == 1
+    assert "status_reason" not in text and "desired" not in text
+    assert p["pm2_env"]["desired"] == "stopped"  # the jlist entry itself is left alone
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -58,7 +58,7 @@ def test_new_instances_take_the_lowest_free_numbers(have: tuple[int, ...], n: in
 @pytest.mark.parametrize(("given", "pm_id", "expected"), [
     ("/run/app.pid", 3, "/run/app-3.pid"),
     ("/home/u/.pyvm2/pids/web.pid", 0, "/home/u/.pyvm2/pids/web-0.pid"),
-    ("/run/app-1.pid", 2, "/run/app-1-2.pid"),
+    ("/run/app-1.pid", 2, "/run/app-2.pid"),
     ("/run/app.lock", 1, "/run/app.lock-1"),
     ("/dev/null", 4, "/dev/null"),
 ])
