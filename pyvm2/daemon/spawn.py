@@ -371,18 +371,16 @@ def watch_exit(run: Run, loop: asyncio.AbstractEventLoop) -> None:
     threading.Thread(target=wait, name=f"wait-{run.pid}", daemon=True).start()
 
 
-#: An output pipe found full is enlarged to this (the kernel's default cap for a user,
-#: /proc/sys/fs/pipe-max-size), and read that much at a time: a fast writer then costs the daemon
-#: a wake-up, a read and a write per MiB rather than per 64 KiB. Quiet apps keep the 64 KiB
-#: default: pipe pages count against a per-user total (fs.pipe-user-pages-soft).
-BIG_PIPE = 1024 * 1024
+#: Output is read this much at a time, and after a read that filled it, as much as the pipe holds
+#: (PIPE_SIZE where the kernel allowed): a fast writer then costs the daemon a wake-up, a read and
+#: a write per MiB rather than per 64 KiB, while a quiet app's reads allocate little.
 PIPE_READ = 65536
 
 
 def pipe_reader(fd: int, loop: asyncio.AbstractEventLoop, on_data: Callable[[bytes], None],
                 on_eof: Callable[[], None]) -> None:
-    """Feed everything read from `fd` to on_data; close it at EOF. A read that fills the
-    buffer enlarges the pipe (once, when the kernel allows) and the reads."""
+    """Feed everything read from `fd` to on_data; close it at EOF. After a read that fills
+    PIPE_READ, read as much as the pipe holds."""
     size, grown = PIPE_READ, False
 
     def ready() -> None:
@@ -395,7 +393,7 @@ def pipe_reader(fd: int, loop: asyncio.AbstractEventLoop, on_data: Callable[[byt
             data = b""
         if data:
             if len(data) == size and not grown:
-                grown, size = True, _enlarge(fd)
+                grown, size = True, _capacity(fd)
             on_data(data)
             return
         loop.remove_reader(fd)
@@ -405,9 +403,9 @@ def pipe_reader(fd: int, loop: asyncio.AbstractEventLoop, on_data: Callable[[byt
     loop.add_reader(fd, ready)
 
 
-def _enlarge(fd: int) -> int:
-    """Grow a pipe to BIG_PIPE; the read size to use from now on."""
+def _capacity(fd: int) -> int:
+    """How much the pipe holds (PIPE_READ where that cannot be asked)."""
     try:
-        return max(PIPE_READ, fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, BIG_PIPE))
-    except (OSError, AttributeError):   # over the user's pipe pages, or not Linux
+        return max(PIPE_READ, fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
+    except (OSError, AttributeError):   # not Linux
         return PIPE_READ
