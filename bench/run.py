@@ -1643,7 +1643,7 @@ class Bench:
                  "machine: " + "; ".join(f"{k} {v}" for k, v in self.machine().items()), "",
                  table, "",
                  "cells: median (N); ratios are pyvm2's median over the other's; "
-                 "targets are issue 5's, checked on medians."]
+                 "targets are issues 5 and 15's, checked on medians."]
         for i, reason in enumerate(self.footnotes, 1):
             lines.append(f"[{i}] {reason}")
         for note in self.notes:
