@@ -51,8 +51,8 @@ MAX_S = 5.0
 SLOW_S = 10.0
 SLOW_READS = 100.0
 #: Every read lists the tree's children (from the main thread of each member; from every thread
-#: each THREADS_WALK_S) and reads each member's memory (statm); their cpu time (stat, dearer)
-#: only each CPU_S, except for apps with a limit, whose kept files (FD_CACHE) are cheap to read.
+#: each THREADS_WALK_S, or never for a lone process of one thread) and reads each member's memory
+#: (statm); their cpu time (stat, dearer) only each CPU_S.
 CPU_S = 10.0
 THREADS_WALK_S = 30.0
 #: Everything is looked at again this often, and POKE_S after `poke` (every change of an
@@ -61,7 +61,7 @@ SWEEP_S = 30.0
 POKE_S = 0.1
 #: A new run is read again this soon, so that its cpu figure means something early.
 SECOND_READ_S = 2.0
-#: Files of the processes of apps with a limit (stat, children) are kept open, up to this many
+#: Files of the processes of apps with a limit (statm, children) are kept open, up to this many
 #: in all, and read again in one call each: a fifth of the cost of opening them every time.
 FD_CACHE = 256
 #: Reads of more processes than this go to a worker thread instead of the loop.
@@ -253,9 +253,9 @@ class Monitor:
         self.apply(batch, results, time.monotonic())
 
     def _quick(self, t: _Track, now: float) -> bool:
-        """The most common read, made cheap: a tree of one process with a limit, between two
-        walk of its threads, under its limit: two reads of kept files (statm, or every CPU_S
-        stat, and the children list, found empty). False when the full read is needed."""
+        """The most common read, made cheap: a tree of one process with a limit, under it, and
+        not due for a walk of its threads: two reads of kept files (statm, or every CPU_S its
+        stat by name; and its children list, found empty). False when the full read is needed."""
         key = t.single
         # a process of one thread has no other thread's children list to walk
         if key is None or (now - t.threads_walked >= THREADS_WALK_S and t.threads != 1):
