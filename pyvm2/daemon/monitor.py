@@ -51,7 +51,7 @@ MAX_S = 5.0
 SLOW_S = 10.0
 SLOW_READS = 100.0
 #: Every read lists the tree's children (from the main thread of each member; from every thread
-#: each THREADS_WALK_S, or never for a lone process of one thread) and reads each member's memory
+#: each THREADS_WALK_S, except for a guarded lone process of one thread) and reads each member's memory
 #: (statm); their cpu time (stat, dearer) only each CPU_S.
 CPU_S = 10.0
 THREADS_WALK_S = 30.0
