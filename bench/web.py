@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,11 +59,16 @@ def idle_cpu(pid: int, seconds: float) -> float:
 
 
 class Run:
-    def __init__(self, apps: int, keep: bool) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="pyvm2-bench-web-"))
+    """One pyvm2 home with `apps` sleepers and `pyvm2 web`: a home of its own, or (for run.py's
+    web phase) the bench's pyvm2 home and environment, which the bench cleans up."""
+
+    def __init__(self, apps: int, keep: bool, home: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.own = home is None
+        self.home = home or Path(tempfile.mkdtemp(prefix="pyvm2-bench-web-"))
         self.keep = keep
         self.n = apps
-        self.env = dict(os.environ, PYVM2_HOME=str(self.home), NO_COLOR="1")
+        self.env = dict(env or os.environ, PYVM2_HOME=str(self.home), NO_COLOR="1")
         self.port = free_port()
         self.token = ""
 
@@ -83,7 +89,8 @@ class Run:
         return elapsed, body
 
     def setup(self) -> None:
-        markers = self.home / "markers"
+        markers = self.home / "web-markers"
+        shutil.rmtree(markers, ignore_errors=True)
         markers.mkdir()
         apps = [{"name": f"s{i}", "script": str(HERE / "sleeper.sh"), "interpreter": "sh",
                  "args": [str(markers / str(i))], "autorestart": True} for i in range(self.n)]
@@ -178,12 +185,68 @@ class Run:
             shutil.rmtree(profile, ignore_errors=True)
 
     def close(self) -> None:
+        if not self.own:
+            return
         try:
             subprocess.run([sys.executable, "-m", "pyvm2", "kill"], env=self.env, cwd="/",
                            capture_output=True, timeout=600)
         finally:
             if not self.keep:
                 shutil.rmtree(self.home, ignore_errors=True)
+
+
+def measure(run: Run, browser: bool, idle_s: float = 10.0) -> dict[str, list[float]]:
+    """Every measurement of a set-up Run: key -> samples (keys as run.py's web rows)."""
+    out: dict[str, list[float]] = {}
+    run.request("/api/apps")
+    lists = [run.request("/api/apps") for _ in range(10)]
+    out["web_api"] = [t for t, _ in lists]
+    out["web_api_kib"] = [len(lists[0][1]) / 1024]
+    out["web_metrics"] = [run.request("/metrics")[0] for _ in range(5)]
+    lat = run.event_latency(10)
+    if lat:
+        out["web_event"] = lat
+    time.sleep(2)
+    out["web_rss"] = [rss_mib(run.web_pid)]
+    log(f"measuring idle cpu ({idle_s:.0f} s)")
+    out["web_idle"] = [idle_cpu(run.web_pid, idle_s)]
+    out["web_daemon_idle"] = [idle_cpu(run.daemon_pid, idle_s)]
+    if browser:
+        got = run.browser()
+        if got:
+            out["web_paint"], out["web_table"] = [got[0]], [got[1]]
+    return out
+
+
+def phase_web(b: Any) -> None:
+    """run.py's web phase (pyvm2 only): its `scale_apps` sleepers in the bench's pyvm2 home, then
+    `pyvm2 web`; the page's rows when Chromium and Selenium are there."""
+    rows = ["web_api", "web_metrics", "web_event", "web_rss", "web_idle", "web_daemon_idle",
+            "web_paint", "web_table"]
+    for m in b.managers:
+        if m.key != "pyvm2":
+            for r in rows:
+                b.na(r, m.key, "pyvm2 only")
+            continue
+
+        def go(m: Any = m) -> None:
+            run = Run(b.size["scale_apps"], True, home=m.root, env=m.env)
+            try:
+                run.setup()
+            except SystemExit as e:   # a failed command, as the standalone run reports it
+                raise RuntimeError(str(e).splitlines()[0]) from None
+            got = measure(run, True, b.size["scale_idle_s"])
+            for key, values in got.items():
+                if key in rows:
+                    for v in values:
+                        b.put(key, m.key, v)
+            for r in ("web_paint", "web_table"):
+                if r not in got:
+                    b.na(r, m.key, "no chromium/chromedriver/selenium")
+            if "web_event" not in got:
+                b.na("web_event", m.key, "no state event within 10 s")
+
+        b.phase(f"web, {b.size['scale_apps']} apps", rows, m, go)
 
 
 def main() -> int:
@@ -196,32 +259,24 @@ def main() -> int:
     rows: list[tuple[str, str, str]] = []
     try:
         run.setup()
-        run.request("/api/apps")
-        lists = [run.request("/api/apps") for _ in range(10)]
-        size = len(lists[0][1]) / 1024
-        rows.append((f"GET /api/apps, {args.apps} apps ({size:.0f} KiB)", "s",
-                     f"{statistics.median(t for t, _ in lists):.3f}"))
-        metrics = [run.request("/metrics")[0] for _ in range(5)]
-        rows.append((f"GET /metrics, {args.apps} apps", "s", f"{statistics.median(metrics):.3f}"))
-        lat = run.event_latency(10)
-        if lat:
-            rows.append(("kill -9 -> state event on /api/events (median)", "s",
-                         f"{statistics.median(lat):.3f}"))
-            rows.append(("kill -9 -> state event on /api/events (max)", "s", f"{max(lat):.3f}"))
-        time.sleep(2)
-        rows.append(("web server RSS", "MiB", f"{rss_mib(run.web_pid):.1f}"))
-        log("measuring idle cpu (10 s)")
-        rows.append(("web server idle cpu, no browser", "% of a core",
-                     f"{idle_cpu(run.web_pid, 10):.2f}"))
-        rows.append(("daemon idle cpu, web on", "% of a core",
-                     f"{idle_cpu(run.daemon_pid, 10):.2f}"))
-        if args.browser:
-            got = run.browser()
-            if got:
-                rows.append(("page: first contentful paint", "s", f"{got[0]:.3f}"))
-                rows.append((f"page: table with all {len(run.apps)} rows", "s", f"{got[1]:.3f}"))
+        got = measure(run, args.browser)
     finally:
         run.close()
+    med = {k: statistics.median(v) for k, v in got.items()}
+    rows.append((f"GET /api/apps, {args.apps} apps ({med['web_api_kib']:.0f} KiB)", "s",
+                 f"{med['web_api']:.3f}"))
+    rows.append((f"GET /metrics, {args.apps} apps", "s", f"{med['web_metrics']:.3f}"))
+    if "web_event" in got:
+        rows.append(("kill -9 -> state event on /api/events (median)", "s",
+                     f"{med['web_event']:.3f}"))
+        rows.append(("kill -9 -> state event on /api/events (max)", "s",
+                     f"{max(got['web_event']):.3f}"))
+    rows.append(("web server RSS", "MiB", f"{med['web_rss']:.1f}"))
+    rows.append(("web server idle cpu, no browser", "% of a core", f"{med['web_idle']:.2f}"))
+    rows.append(("daemon idle cpu, web on", "% of a core", f"{med['web_daemon_idle']:.2f}"))
+    if "web_paint" in got:
+        rows.append(("page: first contentful paint", "s", f"{med['web_paint']:.3f}"))
+        rows.append((f"page: table with all {len(run.apps)} rows", "s", f"{med['web_table']:.3f}"))
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}} | unit        | value")
     print("-" * width + "-+-------------+------")

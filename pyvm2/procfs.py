@@ -7,7 +7,7 @@ import os
 PROC = "/proc"
 
 #: Indexes into `stat_fields`, which starts at the stat line's field 3 (state); see proc(5).
-STATE, PPID, PGRP, UTIME, STIME, RSS = 0, 1, 2, 11, 12, 21
+STATE, PPID, PGRP, UTIME, STIME, THREADS, RSS = 0, 1, 2, 11, 12, 17, 21
 
 
 def stat_fields(pid: int | str) -> list[bytes] | None:

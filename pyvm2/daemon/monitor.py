@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from pyvm2.procfs import PPID, PROC, RSS, STATE, STIME, UTIME
+from pyvm2.procfs import PPID, PROC, RSS, STATE, STIME, THREADS, UTIME
 
 _PROC = PROC
 _CLK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -51,8 +51,8 @@ MAX_S = 5.0
 SLOW_S = 10.0
 SLOW_READS = 100.0
 #: Every read lists the tree's children (from the main thread of each member; from every thread
-#: each THREADS_WALK_S) and reads each member's memory (statm); their cpu time (stat, dearer)
-#: only each CPU_S, except for apps with a limit, whose kept files (FD_CACHE) are cheap to read.
+#: each THREADS_WALK_S, except for a guarded lone process of one thread) and reads each member's memory
+#: (statm); their cpu time (stat, dearer) only each CPU_S.
 CPU_S = 10.0
 THREADS_WALK_S = 30.0
 #: Everything is looked at again this often, and POKE_S after `poke` (every change of an
@@ -61,7 +61,7 @@ SWEEP_S = 30.0
 POKE_S = 0.1
 #: A new run is read again this soon, so that its cpu figure means something early.
 SECOND_READ_S = 2.0
-#: Files of the processes of apps with a limit (stat, children) are kept open, up to this many
+#: Files of the processes of apps with a limit (statm, children) are kept open, up to this many
 #: in all, and read again in one call each: a fifth of the cost of opening them every time.
 FD_CACHE = 256
 #: Reads of more processes than this go to a worker thread instead of the loop.
@@ -134,6 +134,9 @@ class _Track:
     rss_at: float = 0.0                 # monotonic time of the last memory read
     due: float = 0.0
     gone: bool = False
+    threads: int = 0                    # of a tree of one process, at its last cpu read
+    #: a tree of one process with a limit: the keys of its kept statm and children files
+    single: tuple[tuple[int, str], tuple[int, str]] | None = None
 
 
 class Monitor:
@@ -239,7 +242,7 @@ class Monitor:
         return out
 
     async def read_due(self, now: float) -> None:
-        batch = self._take_due(now)
+        batch = [t for t in self._take_due(now) if not self._quick(t, now)]
         if not batch:
             return
         pids = sum(max(1, len(t.members)) for t in batch)
@@ -248,6 +251,40 @@ class Monitor:
         else:
             results = _read_all(batch, now)
         self.apply(batch, results, time.monotonic())
+
+    def _quick(self, t: _Track, now: float) -> bool:
+        """The most common read, made cheap: a tree of one process with a limit, under it, and
+        not due for a walk of its threads: two reads of kept files (statm, or every CPU_S its
+        stat by name; and its children list, found empty). False when the full read is needed."""
+        key = t.single
+        # a process of one thread has no other thread's children list to walk
+        if key is None or (now - t.threads_walked >= THREADS_WALK_S and t.threads != 1):
+            return False
+        fds = _FILES._fds
+        statm, kids = fds.get(key[0]), fds.get(key[1])
+        limit = t.limit
+        if statm is None or kids is None or not limit or t.app.pid != t.pid:
+            return False
+        cpu_s = None
+        try:
+            if now - t.at >= CPU_S:
+                stat = _read_file(f"{_PROC}/{t.pid}/stat")
+                fields = stat[stat.rindex(b")") + 2:].split()
+                if fields[STATE] == b"Z":
+                    return False
+                cpu_s = (int(fields[UTIME]) + int(fields[STIME])) / _CLK
+                rss, t.threads = int(fields[RSS]) * _PAGE, int(fields[THREADS])
+            else:
+                rss = int(os.pread(statm, 128, 0).split(None, 2)[1]) * _PAGE
+            if rss > limit or os.pread(kids, 64, 0).strip():
+                return False
+        except (OSError, ValueError, IndexError):
+            return False
+        _finish(t, now, cpu_s, rss)
+        a = t.app
+        a.cpu, a.memory, a.memory_measure = t.cpu_pct, rss, "rss"
+        self._schedule(t, now + next_interval(rss, limit, t.growth))
+        return True
 
     def apply(self, batch: list[_Track], results: list[Sample | None], now: float) -> None:
         for t, s in zip(batch, results, strict=True):
@@ -296,24 +333,24 @@ def _read(t: _Track, now: float) -> Sample | None:
     if not _LINUX:
         return _read_psutil(t, now)
     cached = bool(t.limit)
-    # kept files are read whole in one call: stat costs little more than statm then
-    with_cpu = cached or t.cpu_s is None or now - t.at >= CPU_S
+    with_cpu = t.cpu_s is None or now - t.at >= CPU_S
     all_threads = now - t.threads_walked >= THREADS_WALK_S
     if all_threads:
         t.threads_walked = now
     if not _HAS_CHILDREN:
         return _read_table(t, now)
-    if cached and not all_threads and len(t.members) == 1:
-        # the common tree of one process: its stat and its (empty) children list
-        st = _stat(t.pid, True)
-        if st is None:
+    if cached and not with_cpu and not all_threads and len(t.members) == 1:
+        # the common tree of one process, between two cpu reads: its statm and its (empty)
+        # children list, both kept open
+        rss = _statm_rss(t.pid, True)
+        if rss is None:
             return None
         try:
             kids = _children(t.pid, t.pid, True)
         except OSError:
             kids = b""
         if not kids.strip():
-            return _finish(t, now, st[1], st[2])
+            return _finish(t, now, None, rss)
     members: set[int] = set()
     cpu_s, rss = 0.0, 0
     stack = [t.pid]
@@ -322,7 +359,7 @@ def _read(t: _Track, now: float) -> Sample | None:
         if pid in members:
             continue
         if with_cpu:
-            st = _stat(pid, cached)
+            st = _stat(pid)
             if st is None:
                 if pid == t.pid:
                     return None
@@ -349,6 +386,8 @@ def _read(t: _Track, now: float) -> Sample | None:
             except (OSError, ValueError):
                 continue
     t.members = members
+    t.single = ((t.pid, "statm"), (t.pid, f"task/{t.pid}/children")) \
+        if cached and members == {t.pid} else None
     return _finish(t, now, cpu_s if with_cpu else None, rss)
 
 
@@ -452,6 +491,7 @@ class _OpenFiles:
 
     def drop(self, pid: int) -> None:
         self._close((pid, "stat"))
+        self._close((pid, "statm"))
         self._close((pid, f"task/{pid}/children"))
 
     def __len__(self) -> int:
@@ -465,7 +505,7 @@ def _statm_rss(pid: int, cached: bool = False) -> int | None:
     """RSS of one process in bytes, None if gone. A zombie reads 0."""
     try:
         data = _FILES.read(pid, "statm") if cached else _read_file(f"{_PROC}/{pid}/statm")
-        return int(data.split()[1]) * _PAGE
+        return int(data.split(None, 2)[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
 

@@ -78,7 +78,7 @@ class Orphans:
         if not self.enabled:
             return
         leaders = self._leaders()
-        ended = set(ended) | {t for pid, t in leaders.items() if not _running(pid)}
+        dead: set[str] | None = None   # runs whose leader has ended: read only for a new orphan
         for pid in children_of_self():
             if pid in leaders:
                 continue
@@ -97,8 +97,11 @@ class Orphans:
             except psutil.Error:
                 continue
             tokens = set(leaders.values())
-            candidates = (_output_of(pid, self._run_dir) & tokens) or set(ended) \
-                or {t for lp, t in leaders.items() if _born(lp) <= born}
+            candidates = _output_of(pid, self._run_dir) & tokens
+            if not candidates:
+                if dead is None:
+                    dead = set(ended) | {t for lp, t in leaders.items() if not _running(lp)}
+                candidates = set(dead) or {t for lp, t in leaders.items() if _born(lp) <= born}
             if candidates:
                 self._known[pid] = Orphan(proc, candidates)
             else:   # every run it could come from is over

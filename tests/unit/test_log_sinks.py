@@ -187,3 +187,15 @@ def test_a_log_file_ending_mid_line_stays_open(tmp_path) -> None:
     logs.close_idle(idle_s=0.0, now=f.last_write + 60)
     assert f.fd is not None
     f.close()
+
+
+def test_prefixed_output_read_a_mib_at_a_time_keeps_every_line_whole(tmp_path):
+    out = tmp_path / "o.log"
+    sink = LogSink(str(out), str(out), None, "YYYY", lambda m: None)
+    lines = [b"line %07d " % i + b"x" * (i % 150) for i in range(30000)]
+    data = b"\n".join(lines) + b"\n"
+    for at in range(0, len(data), 1 << 20):      # as a fast writer's pipe is read
+        sink.feed("out", data[at:at + (1 << 20)])
+    sink.flush_partial("out")
+    year = time.strftime("%Y").encode()
+    assert read(out) == b"".join(year + b": " + x + b"\n" for x in lines)

@@ -74,3 +74,45 @@ def test_kept_files_are_bounded():
     files.read(os.getpid(), "stat")
     files.drop(os.getpid())
     assert list(files._fds) == [(os.getpid(), "status")]
+
+
+def test_a_lone_guarded_process_takes_the_short_read_until_it_has_a_child():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    class App:
+        pm_id, cpu, memory, memory_measure, memory_limit = 0, 0.0, 0, "rss", 1 << 40
+
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+
+    # a child that forks a grandchild when its stdin gets a line
+    code = "import os, sys, time\nsys.stdin.readline()\nif os.fork() == 0: time.sleep(60)\n" \
+           "time.sleep(60)"
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    try:
+        app = App(p.pid)
+        m = monitor.Monitor(lambda pm_id, reason: None)
+        m.sample_now([app])                       # the full read: it keeps statm and children
+        t = m._tracks[0]
+        assert t.single is not None and t.members == {p.pid}
+        assert not m._quick(t, time.monotonic())  # its statm is not kept yet
+        monitor._read(t, time.monotonic() + 0.01)  # a read between cpu reads keeps it
+        assert m._quick(t, time.monotonic() + 0.02) and app.memory > 0
+        assert p.stdin is not None
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        deadline = time.monotonic() + 20
+        while not open(f"/proc/{p.pid}/task/{p.pid}/children").read().strip():
+            assert time.monotonic() < deadline, "the grandchild never appeared"
+            time.sleep(0.01)
+        assert not m._quick(t, time.monotonic())  # a child: the full read walks the tree
+        m.apply([t], monitor._read_all([t], time.monotonic()), time.monotonic())
+        assert len(t.members) == 2 and t.single is None
+    finally:
+        for kid in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split():
+            os.kill(int(kid), 9)
+        p.kill()
+        p.wait()
