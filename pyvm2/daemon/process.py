@@ -314,9 +314,14 @@ class ManagedProcess:
                 self._release(new)
                 if failure:
                     self._log(f"the replacement {failure}")
+                hint = f"see its output with: pyvm2 logs {self.name} --nostream"
+                if not self.spec.listen and "exited" in problem:
+                    # the usual cause: the app binds its port itself, and the old one holds it
+                    hint += ("; an app that binds its own port cannot be replaced beside the old "
+                             "process: give it `listen` so the daemon holds the port (see the "
+                             f"README), or use pyvm2 restart {self.name}")
                 raise ReloadFailed(f"{self.label}: the replacement {problem}; "
-                                   f"the previous process (pid {old.pid}) keeps running",
-                                   f"see its output with: pyvm2 logs {self.name} --nostream")
+                                   f"the previous process (pid {old.pid}) keeps running", hint)
             # the replacement takes over; the old process finishes what it serves and goes
             self.run = new
             self.exit_code = None

@@ -222,6 +222,7 @@ def test_reload_of_an_app_that_crashes_keeps_the_old_process(pv: Pyvm2, tmp_path
     assert r.code != 0 and "Traceback" not in r.out + r.err, r
     assert "exited with code 3 before it was ready" in r.err, r
     assert f"pid {before[0]}" in r.err and "keeps running" in r.err, r
+    assert "binds its own port" in r.err and "pyvm2 restart fragile" in r.err, r
     procs = pv.procs("fragile")
     assert [p["pid"] for p in procs] == before and all(alive(p) for p in before)
     assert [p["pm2_env"]["status"] for p in procs] == ["online", "online"]
