@@ -52,6 +52,9 @@ READ_ONLY = frozenset({"hello", "ping", "list", "describe", "targets", "handover
 HANDOVER_WAIT_S = 120.0
 #: How often idle log files are closed and the socket is checked.
 HOUSEKEEPING_S = 5.0
+#: SIGCHLDs arriving within this long share one orphan poll: a mass stop ends thousands of
+#: children, and each poll reads the daemon's whole list of children.
+SIGCHLD_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class Daemon:
         self._handing_over = False    # `update` waits for the commands in flight to finish
         self._in_flight = 0           # commands being run (dispatch), handover included
         self._keep_state = False      # another daemon may own the state file now
+        self._sigchld_poll: asyncio.TimerHandle | None = None
         self.socket_ino = 0
         self._socket_path = str(home.socket)
         self._watcher: Watcher | None = None
@@ -322,7 +326,7 @@ class Daemon:
         loop.set_exception_handler(self._loop_error)
         self.orphans.enabled = reaper.become_subreaper()
         if self.orphans.enabled:
-            loop.add_signal_handler(signal.SIGCHLD, self._poll_orphans)
+            loop.add_signal_handler(signal.SIGCHLD, self._sigchld)
         await self.restore()
         server = Server(self)
         await server.start()
@@ -409,8 +413,16 @@ class Daemon:
         return {p.run.pid: p.run.token for p in self.procs.values()
                 if p.run is not None and p.run.popen is not None}
 
+    def _sigchld(self) -> None:
+        if self._sigchld_poll is None:
+            self._sigchld_poll = asyncio.get_running_loop().call_later(SIGCHLD_POLL_S,
+                                                                       self._poll_orphans)
+
     def _poll_orphans(self) -> None:
         """Reap escaped descendants that exited; stop those whose runs have all ended."""
+        if self._sigchld_poll is not None:
+            self._sigchld_poll.cancel()
+            self._sigchld_poll = None
         try:
             self.orphans.poll()
             strays = self.orphans.strays()
