@@ -16,7 +16,9 @@ from pyvm2.errors import Pyvm2Error
 
 PROTOCOL_VERSION = 1
 #: A request line longer than this is refused (the connection is closed after the error reply).
-MAX_LINE = 4 * 1024 * 1024
+#: A `start` carries every app's whole definition (about 1.1 kB each plus its env): room for the
+#: 10,000 apps of the largest ecosystem file.
+MAX_LINE = 32 * 1024 * 1024
 
 # error codes on the wire
 E_BAD_REQUEST = "bad_request"
