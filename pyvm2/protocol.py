@@ -131,6 +131,13 @@ def _type_name(value: Any) -> str:
             int: "an integer", float: "a number", type(None): "null"}.get(type(value), "a value")
 
 
+#: What `list` with `table` keeps of each jlist entry: these top-level keys, and of pm2_env
+#: the keys below (what the list table and its hints show), so that thousands of apps are a
+#: short reply.
+TABLE_KEYS = ("pid", "name", "pm_id", "monit")
+TABLE_ENV_KEYS = ("name", "namespace", "version", "status", "status_reason", "exec_mode",
+                  "pm_uptime", "restart_time", "watch", "watching", "username")
+
 _TARGETS = Arg("targets", "strs", (), "names, ids, namespaces or `all`")
 _TARGETS_REQUIRED = Arg("targets", "strs", doc="names, ids, namespaces or `all`")
 _APPS = Arg("apps", "objects", (), "AppSpec.to_dict() of each app")
@@ -142,7 +149,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             (Arg("version", "str", ""), Arg("protocol", "int", 0)),
             ("version", "protocol", "pid", "home")),
     Command("ping", "is the daemon answering", (), ("msg", "pid", "uptime_ms")),
-    Command("list", "every process, pm2's jlist shape", (), "list"),
+    Command("list", "every process, pm2's jlist shape",
+            (Arg("table", "bool", False, "only the keys the list table shows (TABLE_KEYS)"),),
+            "list"),
     Command("describe", "the given processes, jlist shape", (_TARGETS_REQUIRED,), "list"),
     Command("targets", "the given processes, or none when nothing is managed",
             (Arg("targets", "strs", ("all",)),), "list"),
@@ -185,7 +194,31 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 )}
 
 
+class Encoded(list):
+    """A list whose items' JSON text is already known (`texts`, one per item, in order): the
+    daemon's snapshots, each kept encoded until its instance changes. `encode` joins the texts
+    instead of encoding the items again; everything else sees a plain list."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+
+def _dumps(obj: Any) -> str:
+    if isinstance(obj, Encoded) and len(obj.texts) == len(obj):
+        return "[" + ",".join(obj.texts) + "]"
+    if isinstance(obj, dict) and any(isinstance(v, Encoded) for v in obj.values()):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_dumps(v)}"
+                              for k, v in obj.items()) + "}"
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(obj: Any) -> bytes:
+    """One line of JSON. A reply's data may be, or hold at its top level, an `Encoded` list."""
+    if isinstance(obj, dict) and isinstance(obj.get("data"), (dict, Encoded)):
+        return _dumps(obj).encode() + b"\n"
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 

@@ -89,8 +89,8 @@ class Commands:
     async def cmd_ping(self) -> dict:
         return {"msg": "pong", "pid": os.getpid(), "uptime_ms": int((time.time() - self.d.started_at) * 1000)}
 
-    async def cmd_list(self) -> list:
-        return self.d.snapshot()
+    async def cmd_list(self, table: bool) -> list:
+        return self.d.snapshot(table=table)
 
     async def cmd_describe(self, targets: list[str]) -> list:
         return self.d.snapshot(self.d.resolve(targets))

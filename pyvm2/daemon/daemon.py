@@ -126,6 +126,7 @@ class Daemon:
     def __init__(self, home: Home) -> None:
         self.home = home
         self.procs: dict[int, ManagedProcess] = {}
+        self._named: dict[str, dict[int, ManagedProcess]] = {}   # name -> its instances, by pm_id
         self.next_id = 0
         self.started_at = time.time()
         self._stopping = asyncio.Event()
@@ -246,7 +247,7 @@ class Daemon:
             p.restart_time = int(e.get("restart_time") or 0)
             p.created_at = float(e.get("created_at") or time.time())
             p.last_restart_reason = e.get("last_restart_reason")
-            self.procs[p.pm_id] = p
+            self._register(p)
             if problem is not None:
                 await self._restore_broken(p, r)
                 continue
@@ -495,16 +496,29 @@ class Daemon:
             str(self.home.pids / f"{stem}-{pm_id}.pid"),
         )
         p = ManagedProcess(pm_id, spec, instance, base_env, paths, self.hooks)
-        self.procs[pm_id] = p
+        self._register(p)
         return p
 
+    def _register(self, p: ManagedProcess) -> None:
+        old = self.procs.get(p.pm_id)
+        if old is not None:
+            self._named.get(old.name, {}).pop(old.pm_id, None)
+        self.procs[p.pm_id] = p
+        self._named.setdefault(p.name, {})[p.pm_id] = p
+
     def by_name(self, name: str) -> list[ManagedProcess]:
-        return [p for p in self.procs.values() if p.name == name]
+        """The instances of an app, in the order they were registered (an instance keeps its
+        name: a definition is only ever replaced by one of the same name)."""
+        return list(self._named.get(name, {}).values())
 
     async def remove(self, p: ManagedProcess) -> None:
         """Delete the instance and, once it is gone, forget it."""
         if await p.delete():
             self.procs.pop(p.pm_id, None)
+            same = self._named.get(p.name, {})
+            same.pop(p.pm_id, None)
+            if not same:
+                self._named.pop(p.name, None)
             self.broken.pop(p.pm_id, None)
             if not self.by_name(p.name):
                 self.listeners.release(p.name)
@@ -529,17 +543,17 @@ class Daemon:
                 out[p.pm_id] = p
         return sorted(out.values(), key=lambda p: p.pm_id)
 
-    def snapshot(self, procs: Iterable[ManagedProcess] | None = None) -> list[dict[str, Any]]:
+    def snapshot(self, procs: Iterable[ManagedProcess] | None = None, *,
+                 table: bool = False) -> protocol.Encoded:
+        """pm2's jlist entries of `procs` (all by default), with their JSON text for the reply;
+        `table`: only protocol.TABLE_KEYS of each. The entries are shared with later snapshots:
+        read them, never change them."""
         procs = self.procs.values() if procs is None else procs
-        out = []
+        out = protocol.Encoded()
         for p in procs:
-            snap = p.snapshot()
-            mode = self.watch_state(p.name)
-            env = snap["pm2_env"]
-            env["watching"] = mode
-            if mode is None:
-                env["watch"] = False
+            snap, text = p.view(self.watch_state(p.name), table=table)
             out.append(snap)
+            out.texts.append(text)
         return out
 
     # ---- schedules: watch and cron follow what each app should be doing ------------------
@@ -637,7 +651,7 @@ class Daemon:
                     with contextlib.suppress(NotSaved):
                         await self.journal.persist()
             raise
-        if not self._stopping.is_set():
+        if not self._stopping.is_set() and cmd not in READ_ONLY:
             self.sync_schedules()
             if cmd in PERSISTED:
                 await self.journal.persist(f"the {cmd}")
@@ -674,6 +688,7 @@ class Daemon:
             raise Pyvm2Error(f"{len(left)} app(s) could not be stopped: {names}; the daemon keeps running",
                              f"see {self.home.log}, then try pyvm2 kill again")
         self.procs.clear()
+        self._named.clear()
         self.next_id = 0
         self.listeners.close_all(unlink=True)
         if self.journal.flush() is not None:
