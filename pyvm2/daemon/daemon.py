@@ -19,7 +19,7 @@ from pyvm2 import __version__, protocol
 from pyvm2.daemon import fds, reaper, runner, spawn, tree
 from pyvm2.daemon.commands import Commands, definition_problem, stop_tiers
 from pyvm2.daemon.events import Events
-from pyvm2.daemon.journal import Journal, NotSaved, pack
+from pyvm2.daemon.journal import Entries, Journal, NotSaved
 from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation, close_idle
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.notify import Notifier
@@ -144,6 +144,7 @@ class Daemon:
         self._monitor = Monitor(lambda pm_id, reason: self.request_restart(pm_id, reason,
                                                                            Trigger.MEMORY))
         self.broken: dict[int, str] = {}   # pm_id -> why its restored definition cannot run
+        self._entries = Entries()
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
@@ -204,7 +205,8 @@ class Daemon:
         self._log.write(line)
 
     def _collect_state(self) -> bytes:
-        return pack([p.to_state() for p in self.procs.values()], self.next_id)
+        return self._entries.pack(((p.pm_id, p.state_key(), p.to_state)
+                                   for p in self.procs.values()), self.next_id)
 
     async def restore(self) -> None:
         """Rebuild the registry from the last daemon's state: re-adopt what still runs (same pid

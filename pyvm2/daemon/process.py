@@ -710,6 +710,13 @@ class ManagedProcess:
         """Stop what is left of a run whose leader died while no daemon watched it."""
         await self.spawner.sweep(token, self.spec, self._log)
 
+    def state_key(self) -> tuple[Any, ...]:
+        """Everything `to_state` holds that can change: equal keys, equal states."""
+        run = self.run
+        return (self.instance, self.spec, self.base_env, self.paths, self.desired, self._status,
+                self.status_reason, self.restart_time, self.created_at, self.last_restart_reason,
+                self.pending_token, run, run is not None and run.alive)
+
     def to_state(self) -> dict[str, Any]:
         run = self.run
         return {
