@@ -142,10 +142,15 @@ class OsSpawner:
                     return True
                 tree.signal_all(procs, sig)
                 continue
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(run.exited), delay)
+            if run.alive:
+                # one wait until the leader ends (not a poll: thousands of stops wait at once)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(run.exited), left)
+                continue
+            await asyncio.sleep(min(delay, left))   # members other than the leader: polled
             delay = min(delay * 2, 0.1)
 
     async def sweep(self, token: str, spec: AppSpec, log: Callable[[str], None]) -> None:
