@@ -119,7 +119,8 @@ class Command:
     def reply_problem(self, data: Any) -> str | None:
         """None if `data` has this command's reply shape, else what is wrong with it."""
         if self.reply == "list":
-            return None if isinstance(data, list) else f"expected a list, got {_type_name(data)}"
+            return None if isinstance(data, (list, Encoded)) \
+                else f"expected a list, got {_type_name(data)}"
         if not isinstance(data, dict):
             return f"expected an object, got {_type_name(data)}"
         missing = [k for k in self.reply if k not in data]
@@ -194,22 +195,29 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 )}
 
 
-class Encoded(list):
-    """A list whose items' JSON text is already known (`texts`, one per item, in order): the
-    daemon's snapshots, each kept encoded until its instance changes. `encode` joins the texts
-    instead of encoding the items again; everything else sees a plain list."""
+class Encoded:
+    """A JSON array given as the text of each item (the daemon's snapshots, each kept encoded
+    until its instance changes): `encode` joins the texts, nothing is decoded or built again.
+    A reply whose shape is `list` may be one."""
 
     __slots__ = ("texts",)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.texts: list[str] = []
+    def __init__(self, texts: list[str] | None = None) -> None:
+        self.texts: list[str] = [] if texts is None else texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def decoded(self) -> list[Any]:
+        return [json.loads(t) for t in self.texts]
 
 
 def _dumps(obj: Any) -> str:
-    if isinstance(obj, Encoded) and len(obj.texts) == len(obj):
+    if isinstance(obj, Encoded):
         return "[" + ",".join(obj.texts) + "]"
-    if isinstance(obj, dict) and any(isinstance(v, Encoded) for v in obj.values()):
+    if isinstance(obj, dict) and any(isinstance(v, Encoded) or (
+            isinstance(v, dict) and any(isinstance(w, Encoded) for w in v.values()))
+            for v in obj.values()):
         return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_dumps(v)}"
                               for k, v in obj.items()) + "}"
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)

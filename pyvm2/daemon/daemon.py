@@ -547,16 +547,10 @@ class Daemon:
 
     def snapshot(self, procs: Iterable[ManagedProcess] | None = None, *,
                  table: bool = False) -> protocol.Encoded:
-        """pm2's jlist entries of `procs` (all by default), with their JSON text for the reply;
-        `table`: only protocol.TABLE_KEYS of each. The entries are shared with later snapshots:
-        read them, never change them."""
+        """pm2's jlist entries of `procs` (all by default) as their JSON texts, for a reply;
+        `table`: only protocol.TABLE_KEYS of each."""
         procs = self.procs.values() if procs is None else procs
-        out = protocol.Encoded()
-        for p in procs:
-            snap, text = p.view(self.watch_state(p.name), table=table)
-            out.append(snap)
-            out.texts.append(text)
-        return out
+        return protocol.Encoded([p.view(self.watch_state(p.name), table=table) for p in procs])
 
     # ---- schedules: watch and cron follow what each app should be doing ------------------
     def sync_schedules(self) -> None:

@@ -169,7 +169,7 @@ class ManagedProcess:
         self.pending_token: str | None = None
         self.status_text: str | None = None    # the last STATUS= the app sent
         self.main_pid: int | None = None       # the last MAINPID= the app sent
-        #: [what the views show (_view_key), (full snapshot, its JSON), (table's, its JSON)]
+        #: [what the views show (_view_key), the snapshot's JSON, the table's JSON]
         self._views: list[Any] | None = None
 
     # ---- naming -------------------------------------------------------------------------
@@ -743,11 +743,11 @@ class ManagedProcess:
                 self.exit_code, self.next_restart_at, self.last_restart_reason,
                 tuple(self.warnings), self.desired, self.status_text, self.main_pid, watching)
 
-    def view(self, watching: str | None, table: bool = False) -> tuple[dict[str, Any], str]:
-        """The snapshot with the daemon's watch state (`watching`: its mode, None when not
-        watched) and its JSON text, both kept until something they show changes: `list` of
-        thousands of idle apps rebuilds and encodes only those that changed. `table`: only
-        protocol.TABLE_KEYS. Callers must not modify the dict."""
+    def view(self, watching: str | None, table: bool = False) -> str:
+        """The JSON text of the snapshot with the daemon's watch state (`watching`: its mode,
+        None when not watched), kept until something it shows changes: `list` of thousands of
+        idle apps builds and encodes only those that changed. `table`: only
+        protocol.TABLE_KEYS. Only the texts are kept (a few hundred bytes to a kilobyte)."""
         key = self._view_key(watching)
         views = self._views
         if views is None or views[0] != key:
@@ -755,21 +755,16 @@ class ManagedProcess:
         made = views[2 if table else 1]
         if made is not None:
             return made
-        if views[1] is None:
-            snap = self.snapshot()
-            env = snap["pm2_env"]
-            env["watching"] = watching
-            if watching is None:
-                env["watch"] = False
-            views[1] = (snap, _json(snap))
-        if not table:
-            return views[1]
-        full = views[1][0]
-        slim = {k: full[k] for k in protocol.TABLE_KEYS}
-        env = full["pm2_env"]
-        slim["pm2_env"] = {k: env[k] for k in protocol.TABLE_ENV_KEYS}
-        views[2] = (slim, _json(slim))
-        return views[2]
+        snap = self.snapshot()
+        env = snap["pm2_env"]
+        env["watching"] = watching
+        if watching is None:
+            env["watch"] = False
+        if table:
+            snap = {k: snap[k] for k in protocol.TABLE_KEYS} | {
+                "pm2_env": {k: env[k] for k in protocol.TABLE_ENV_KEYS}}
+        made = views[2 if table else 1] = _json(snap)
+        return made
 
     def snapshot(self) -> dict[str, Any]:
         """pm2's jlist shape for this instance."""

@@ -218,10 +218,10 @@ def test_the_handler_gets_the_checked_arguments_and_its_errors_keep_their_kind()
 
 def test_an_encoded_list_is_sent_as_its_texts_alone_or_inside_a_reply() -> None:
     items = [{"name": "a", "n": 1}, {"name": "é", "n": [2]}]
-    enc = protocol.Encoded()
-    for item in items:
-        enc.append(item)
-        enc.texts.append(json.dumps(item, separators=(",", ":"), ensure_ascii=False))
+    enc = protocol.Encoded([json.dumps(i, separators=(",", ":"), ensure_ascii=False)
+                            for i in items])
+    assert enc.decoded() == items and len(enc) == 2
+    assert protocol.COMMANDS["list"].reply_problem(enc) is None
     for data in (enc, {"ids": [1], "list": enc}):
         line = protocol.ok(7, data)
         plain = {"ids": [1], "list": items} if isinstance(data, dict) else items
