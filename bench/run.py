@@ -458,8 +458,9 @@ class Pyvm2(Manager):
         pid = _pid_from(self.root / "pyvm2.pid")
         return [pid] if pid and alive(pid) else []
 
-    #: apps per ecosystem file: pyvm2 reads files up to 1 MiB (about 3000 of these apps)
-    FILE_APPS = 1000
+    #: apps per ecosystem file: pyvm2 reads files up to 8 MiB (about 20,000 of these apps), so
+    #: every size of the bench is one file, as pm2 gets it
+    FILE_APPS = 20_000
 
     def start(self, apps: list[App], timeout: float) -> float:
         took = 0.0

@@ -102,11 +102,27 @@ class Client:
     def call(self, cmd: str, args: dict[str, Any] | None = None,
              timeout: float | None = 60.0) -> Any:
         """Send `cmd` (its arguments checked against `protocol.COMMANDS`), return the reply's data."""
+        return self._parse(self._exchange(cmd, args, timeout)[1])
+
+    def call_json(self, cmd: str, args: dict[str, Any] | None = None,
+                  timeout: float | None = 60.0) -> bytes:
+        """Like `call`, but the reply's data as the JSON text the daemon sent (`jlist` prints it
+        as it is, without decoding thousands of apps to encode them again)."""
+        rid, line = self._exchange(cmd, args, timeout)
+        head = b'{"id":%d,"ok":true,"data":' % rid
+        if line.startswith(head) and line.endswith(b"}\n"):
+            return line[len(head):-2]
+        return protocol.encode(self._parse(line)).rstrip(b"\n")
+
+    def _exchange(self, cmd: str, args: dict[str, Any] | None,
+                  timeout: float | None) -> tuple[int, bytes]:
+        """Send one request; (its id, the reply line)."""
         protocol.command(cmd).check_args(args or {})   # a CLI bug shows before any connection
         if self.sock is None:
             self.connect()
         assert self.sock is not None and self._file is not None
-        request = protocol.request(self._next_id, cmd, args)
+        rid = self._next_id
+        request = protocol.request(rid, cmd, args)
         self._next_id += 1
         self.sock.settimeout(timeout)
         try:
@@ -121,6 +137,9 @@ class Client:
         if not line:
             raise DaemonError("the daemon closed the connection before answering",
                               f"it may have crashed; see {self.home.log}")
+        return rid, line
+
+    def _parse(self, line: bytes) -> Any:
         try:
             reply = json.loads(line)
         except ValueError:

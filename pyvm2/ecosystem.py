@@ -14,7 +14,10 @@ from pyvm2.formats.text import SHAPE_HINT, Duplicates, Parsed, Path, Where
 from pyvm2.spec import AppSpec, ConfigErrors, combine_errors, command_name, from_options
 from pyvm2.units import show
 
-MAX_BYTES = 1024 * 1024
+#: Larger files are refused before they are read: room for 10,000 apps of 800 bytes each (an app
+#: with a name, a script, its args, two log paths and a few options is about 400), far past what
+#: anyone writes by hand, and a bound on what a wrong path (a log, a database) costs to reject.
+MAX_BYTES = 8 * 1024 * 1024
 _TOP_LEVEL_KEYS = frozenset({"apps", "deploy", "static"})
 
 Reader = Callable[[bytes, str, str, Mapping[str, str] | None], Parsed]
@@ -158,7 +161,8 @@ def _read_bytes(path: str, display: str) -> bytes:
     if not stat.S_ISREG(st.st_mode):
         raise ConfigError("not a regular file", "pass the path of an ecosystem file", file=display)
     if st.st_size > MAX_BYTES:
-        raise ConfigError(f"the file is {_size_text(st.st_size)}; an ecosystem file is at most 1 MiB",
+        raise ConfigError(f"the file is {_size_text(st.st_size)}; an ecosystem file is at most "
+                          f"{MAX_BYTES >> 20} MiB",
                           "is this the right file?", file=display)
     try:
         with open(path, "rb") as f:
@@ -169,7 +173,8 @@ def _read_bytes(path: str, display: str) -> bytes:
     except OSError as e:
         raise ConfigError(f"cannot read the file: {e.strerror or e}", None, file=display) from None
     if len(data) > MAX_BYTES:
-        raise ConfigError("the file is larger than 1 MiB", "is this the right file?", file=display)
+        raise ConfigError(f"the file is larger than {MAX_BYTES >> 20} MiB", "is this the right file?",
+                          file=display)
     return data
 
 

@@ -16,7 +16,9 @@ from pyvm2.errors import Pyvm2Error
 
 PROTOCOL_VERSION = 1
 #: A request line longer than this is refused (the connection is closed after the error reply).
-MAX_LINE = 4 * 1024 * 1024
+#: A `start` carries every app's whole definition (about 1.1 kB each plus its env): room for the
+#: 10,000 apps of the largest ecosystem file.
+MAX_LINE = 32 * 1024 * 1024
 
 # error codes on the wire
 E_BAD_REQUEST = "bad_request"
@@ -117,7 +119,8 @@ class Command:
     def reply_problem(self, data: Any) -> str | None:
         """None if `data` has this command's reply shape, else what is wrong with it."""
         if self.reply == "list":
-            return None if isinstance(data, list) else f"expected a list, got {_type_name(data)}"
+            return None if isinstance(data, (list, Encoded)) \
+                else f"expected a list, got {_type_name(data)}"
         if not isinstance(data, dict):
             return f"expected an object, got {_type_name(data)}"
         missing = [k for k in self.reply if k not in data]
@@ -128,6 +131,13 @@ def _type_name(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
             int: "an integer", float: "a number", type(None): "null"}.get(type(value), "a value")
 
+
+#: What `list` with `table` keeps of each jlist entry: these top-level keys, and of pm2_env
+#: the keys below (what the list table and its hints show), so that thousands of apps are a
+#: short reply.
+TABLE_KEYS = ("pid", "name", "pm_id", "monit")
+TABLE_ENV_KEYS = ("name", "namespace", "version", "status", "status_reason", "exec_mode",
+                  "pm_uptime", "restart_time", "watch", "watching", "username")
 
 _TARGETS = Arg("targets", "strs", (), "names, ids, namespaces or `all`")
 _TARGETS_REQUIRED = Arg("targets", "strs", doc="names, ids, namespaces or `all`")
@@ -140,7 +150,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             (Arg("version", "str", ""), Arg("protocol", "int", 0)),
             ("version", "protocol", "pid", "home")),
     Command("ping", "is the daemon answering", (), ("msg", "pid", "uptime_ms")),
-    Command("list", "every process, pm2's jlist shape", (), "list"),
+    Command("list", "every process, pm2's jlist shape",
+            (Arg("table", "bool", False, "only the keys the list table shows (TABLE_KEYS)"),),
+            "list"),
     Command("describe", "the given processes, jlist shape", (_TARGETS_REQUIRED,), "list"),
     Command("targets", "the given processes, or none when nothing is managed",
             (Arg("targets", "strs", ("all",)),), "list"),
@@ -194,7 +206,38 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 )}
 
 
+class Encoded:
+    """A JSON array given as the text of each item (the daemon's snapshots, each kept encoded
+    until its instance changes): `encode` joins the texts, nothing is decoded or built again.
+    A reply whose shape is `list` may be one."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, texts: list[str] | None = None) -> None:
+        self.texts: list[str] = [] if texts is None else texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def decoded(self) -> list[Any]:
+        return [json.loads(t) for t in self.texts]
+
+
+def _dumps(obj: Any) -> str:
+    if isinstance(obj, Encoded):
+        return "[" + ",".join(obj.texts) + "]"
+    if isinstance(obj, dict) and any(isinstance(v, Encoded) or (
+            isinstance(v, dict) and any(isinstance(w, Encoded) for w in v.values()))
+            for v in obj.values()):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_dumps(v)}"
+                              for k, v in obj.items()) + "}"
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(obj: Any) -> bytes:
+    """One line of JSON. A reply's data may be, or hold at its top level, an `Encoded` list."""
+    if isinstance(obj, dict) and isinstance(obj.get("data"), (dict, Encoded)):
+        return _dumps(obj).encode() + b"\n"
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 

@@ -95,27 +95,27 @@ class AppSpec:
     source: str | None = None        # the ecosystem file it came from, if any
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        """Plain data for JSON: tuples as lists, env as a dict. Every field is a scalar, a tuple
+        of scalars or the env mapping, so no deep copy is needed (thousands of apps are sent and
+        journaled at once)."""
+        d: dict[str, Any] = {}
+        for name in _FIELD_NAMES:
+            v = getattr(self, name)
+            d[name] = list(v) if isinstance(v, tuple) else v
         d["env"] = dict(self.env)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AppSpec:
         """Rebuild from `to_dict` output (wire, dumps). Unknown keys are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
         kw: dict[str, Any] = {}
         for k, v in d.items():
-            if k not in names:
+            if k not in _FIELD_SET:
                 continue
             if isinstance(v, list):
                 v = tuple(v)
             kw[k] = v
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kw
-                   and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
+        missing = [n for n in _REQUIRED if n not in kw]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
         if "env" in kw:
@@ -131,6 +131,12 @@ class AppSpec:
         d.pop("source", None)
         d.pop("instances", None)
         return d
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(AppSpec))
+_FIELD_SET = frozenset(_FIELD_NAMES)
+_REQUIRED = tuple(f.name for f in dataclasses.fields(AppSpec) if f.default is dataclasses.MISSING
+                  and f.default_factory is dataclasses.MISSING)
 
 
 # ---- building an AppSpec from pm2 options ------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -70,19 +71,20 @@ def _number(value: Any) -> float | int | None:
 
 
 def _amount(value: Any, pattern: re.Pattern[str], expected: str, hint: str) -> tuple[float, str]:
-    """A number and its unit in lower case ("" for a bare number), or UnitError(expected, hint)."""
+    """A number and its unit in lower case ("" for a bare number), or UnitError(expected, hint);
+    `expected` names the value as {} (filled in only when it is an error)."""
     number = _number(value)
     if number is not None:
         return number, ""
     m = pattern.match(value) if isinstance(value, str) else None
     if m is None:
-        raise UnitError(expected, hint)
+        raise UnitError(expected.format(show(value)), hint)
     return float(m.group(1)), (m.group(2) or "").lower()
 
 
 def parse_size(value: Any) -> int:
     """Bytes from 123456789, "100M", "100MB", "1.5G", "512K" (base 1024, case-insensitive)."""
-    amount, unit = _amount(value, _SIZE_RE, f'expected a size like "100M", got {show(value)}',
+    amount, unit = _amount(value, _SIZE_RE, 'expected a size like "100M", got {}',
                            'use a number of bytes, or K, M or G (base 1024): "512K", "100M", "1.5G"')
     if amount < 0:
         raise UnitError(f"a size cannot be negative, got {show(value)}", 'for example "100M"')
@@ -117,7 +119,7 @@ def parse_ms(value: Any, *, minimum: int = 0) -> int:
     else:
         amount, unit = _amount(
             value, _MS_RE,
-            f'expected a duration like 1600 (ms), "500ms", "2s" or "1m", got {show(value)}',
+            'expected a duration like 1600 (ms), "500ms", "2s" or "1m", got {}',
             "a bare number counts milliseconds; suffixes: ms, s, m, h")
     if amount < 0:
         raise UnitError(f"a duration cannot be negative, got {show(value)}",
@@ -150,6 +152,7 @@ def parse_cli_seconds(value: Any) -> int:
     )
 
 
+@functools.cache
 def _signals() -> dict[str, int]:
     return {s.name: int(s) for s in signal.Signals if not s.name.startswith("SIG_")}
 

@@ -47,14 +47,14 @@ def print_table(procs: list[dict], keep_order: bool = False) -> None:
 
 
 def list_apps() -> None:
-    print_table(_client().call("list"))
+    print_table(_client().call("list", {"table": True}))
 
 
 def jlist() -> None:
-    import json
-
-    sys.stdout.write(json.dumps(_client().call("list"), ensure_ascii=False))
+    # the daemon's own JSON text, compact as pm2's JSON.stringify: nothing to decode and encode
     sys.stdout.flush()
+    sys.stdout.buffer.write(_client().call_json("list"))
+    sys.stdout.buffer.flush()
 
 
 def ping() -> None:

@@ -14,7 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from io import StringIO
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pyvm2.cli.term import NOT_RUNNING, escape_controls, paint, status_style
+from pyvm2.cli.term import NOT_RUNNING, RESET, escape_controls, paint, sgr, status_style
 from pyvm2.status import Status
 
 if TYPE_CHECKING:
@@ -83,6 +83,11 @@ def format_cpu(pct: float) -> str:
 
 
 def _text(value: Any) -> str:
+    kind = value.__class__
+    if kind is str and value and value.isprintable():
+        return value   # the common case, as below
+    if kind is int:
+        return str(value)
     if value is _MISSING or value is None or value == "" or value == []:
         return NA
     if isinstance(value, bool):
@@ -226,7 +231,11 @@ def _cell(text: str, width: int) -> str:
 _Cell = tuple[str, str]
 
 
-def _list_cells(proc: Mapping[str, Any], now_ms: float) -> dict[str, _Cell]:
+def _list_cells(proc: Mapping[str, Any], now_ms: float,
+                formatted: dict[Any, str] | None = None) -> dict[str, _Cell]:
+    """The cells of one row; `formatted` caches cpu and memory texts across rows."""
+    if formatted is None:
+        formatted = {}
     env = _env(proc)
     status = _status(proc)
     stopped = status in NOT_RUNNING
@@ -234,13 +243,19 @@ def _list_cells(proc: Mapping[str, Any], now_ms: float) -> dict[str, _Cell]:
     pid = proc.get("pid", _MISSING)
     pid_text = "0" if stopped else _text(pid)
 
-    cpu = _monit(proc, "cpu")
-    mem = _monit(proc, "memory")
     if stopped:
         cpu_text, mem_text = "0%", "0b"
     else:
-        cpu_text = NA if cpu is None else format_cpu(cpu)
-        mem_text = NA if mem is None or mem < 0 else format_memory(mem)
+        monit = proc.get("monit")
+        monit = monit if isinstance(monit, Mapping) else {}
+        cpu = _number(monit.get("cpu"))
+        mem = _number(monit.get("memory"))
+        cpu_text = formatted.get(("cpu", cpu)) or NA
+        if cpu is not None and cpu_text is NA:
+            cpu_text = formatted[("cpu", cpu)] = format_cpu(cpu)
+        mem_text = formatted.get(("mem", mem)) or NA
+        if mem is not None and mem >= 0 and mem_text is NA:
+            mem_text = formatted[("mem", mem)] = format_memory(mem)
         if _memory_measure(proc) == "pss" and mem_text != NA:
             mem_text += " pss"   # the tree's proportional size: shared pages counted once
 
@@ -340,7 +355,13 @@ def _table_width(content_widths: Sequence[int]) -> int:
 
 def _widest(rows: Sequence[dict[str, _Cell]]) -> dict[str, int]:
     """The widest cell of every column, measured once for all three layouts."""
-    return {key: max((_cell_len(row[key][0]) for row in rows), default=0) for key in _CELL_KEYS}
+    out = {}
+    for key in _CELL_KEYS:
+        texts = [row[key][0] for row in rows]
+        joined = "".join(texts)
+        plain = joined.isascii() and joined.isprintable()   # one cell per character
+        out[key] = max(map(len if plain else _cell_len, texts), default=0)
+    return out
 
 
 def _fit(
@@ -376,7 +397,8 @@ def choose_layout(
 ) -> str:
     """Name of the widest layout (``full``, ``condensed``, ``mini``) that fits ``width`` cells."""
     now = _now(now_ms)
-    return _pick_layout([_list_cells(p, now) for p in procs], width)[0].name
+    formatted: dict[Any, str] = {}
+    return _pick_layout([_list_cells(p, now, formatted) for p in procs], width)[0].name
 
 
 def _sort_key(proc: Mapping[str, Any]) -> tuple[str, int, int]:
@@ -422,9 +444,12 @@ def _draw(
     def line(cells: Sequence[_Cell]) -> str:
         texts = []
         for (text, style), w in zip(cells, widths, strict=True):
-            padded = _cell(text, w)
+            if len(text) <= w and text.isascii() and text.isprintable():
+                padded = text.ljust(w)    # the common case, as _cell would pad it
+            else:
+                padded = _cell(text, w)
             # The style covers the padded content, so a reversed cell is a solid block.
-            texts.append(paint(padded, style, color))
+            texts.append(f"{sgr(style)}{padded}{RESET}" if color and style else padded)
         return f"{bar} {joint.join(texts)} {bar}"
 
     lines = [top, line([(h, _HEADER_STYLE) for h in headers]), rule]
@@ -449,7 +474,8 @@ def render_list(
     """
     now = _now(now_ms)
     ordered = list(procs) if keep_order else sorted(procs, key=_sort_key)
-    rows = [_list_cells(p, now) for p in ordered]
+    formatted: dict[Any, str] = {}
+    rows = [_list_cells(p, now, formatted) for p in ordered]
 
     layout, by_key = _pick_layout(rows, width)
     keys = [key for key, _h, _m in layout.columns]

@@ -9,7 +9,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from pyvm2 import __version__
+from pyvm2 import __version__, protocol
 from pyvm2.daemon.journal import atomic_write, pack, unpack
 from pyvm2.daemon.process import ManagedProcess, ReloadFailed
 from pyvm2.errors import NotFound, Pyvm2Error, SpawnError, UsageError
@@ -89,13 +89,13 @@ class Commands:
     async def cmd_ping(self) -> dict:
         return {"msg": "pong", "pid": os.getpid(), "uptime_ms": int((time.time() - self.d.started_at) * 1000)}
 
-    async def cmd_list(self) -> list:
-        return self.d.snapshot()
+    async def cmd_list(self, table: bool) -> protocol.Encoded:
+        return self.d.snapshot(table=table)
 
-    async def cmd_describe(self, targets: list[str]) -> list:
+    async def cmd_describe(self, targets: list[str]) -> protocol.Encoded:
         return self.d.snapshot(self.d.resolve(targets))
 
-    async def cmd_targets(self, targets: list[str]) -> list:
+    async def cmd_targets(self, targets: list[str]) -> protocol.Encoded | list:
         if targets == ["all"] and not self.d.procs:
             return []
         return self.d.snapshot(self.d.resolve(targets))

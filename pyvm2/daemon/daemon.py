@@ -20,7 +20,7 @@ from pyvm2 import __version__, protocol
 from pyvm2.daemon import fds, reaper, runner, spawn, tree
 from pyvm2.daemon.commands import Commands, definition_problem, stop_tiers
 from pyvm2.daemon.events import Events
-from pyvm2.daemon.journal import Journal, NotSaved, pack
+from pyvm2.daemon.journal import Entries, Journal, NotSaved
 from pyvm2.daemon.logs import (
     DEFAULT_MAX_SIZE,
     DEFAULT_RETAIN,
@@ -61,6 +61,9 @@ READ_ONLY = frozenset({"hello", "ping", "list", "describe", "targets", "handover
 HANDOVER_WAIT_S = 120.0
 #: How often idle log files are closed and the socket is checked.
 HOUSEKEEPING_S = 5.0
+#: SIGCHLDs arriving within this long share one orphan poll: a mass stop ends thousands of
+#: children, and each poll reads the daemon's whole list of children.
+SIGCHLD_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,7 @@ class Daemon:
     def __init__(self, home: Home) -> None:
         self.home = home
         self.procs: dict[int, ManagedProcess] = {}
+        self._named: dict[str, dict[int, ManagedProcess]] = {}   # name -> its instances, by pm_id
         self.next_id = 0
         self.started_at = time.time()
         self._stopping = asyncio.Event()
@@ -151,6 +155,7 @@ class Daemon:
         self._handing_over = False    # `update` waits for the commands in flight to finish
         self._in_flight = 0           # commands being run (dispatch), handover included
         self._keep_state = False      # another daemon may own the state file now
+        self._sigchld_poll: asyncio.TimerHandle | None = None
         self.socket_ino = 0
         self._socket_path = str(home.socket)
         self._watcher: Watcher | None = None
@@ -160,6 +165,7 @@ class Daemon:
         self._monitor = Monitor(lambda pm_id, reason: self.request_restart(pm_id, reason,
                                                                            Trigger.MEMORY))
         self.broken: dict[int, str] = {}   # pm_id -> why its restored definition cannot run
+        self._entries = Entries()
         self.journal = Journal(str(home.state), self._collect_state, self.log)
         self.settings = Settings()
         self.load_settings()
@@ -220,7 +226,8 @@ class Daemon:
         self._log.write(line)
 
     def _collect_state(self) -> bytes:
-        return pack([p.to_state() for p in self.procs.values()], self.next_id)
+        return self._entries.pack(((p.pm_id, p.state_key(), p.to_state)
+                                   for p in self.procs.values()), self.next_id)
 
     async def restore(self) -> None:
         """Rebuild the registry from the last daemon's state: re-adopt what still runs (same pid
@@ -263,7 +270,7 @@ class Daemon:
             p.restart_time = int(e.get("restart_time") or 0)
             p.created_at = float(e.get("created_at") or time.time())
             p.last_restart_reason = e.get("last_restart_reason")
-            self.procs[p.pm_id] = p
+            self._register(p)
             if problem is not None:
                 await self._restore_broken(p, r)
                 continue
@@ -343,7 +350,7 @@ class Daemon:
         loop.set_exception_handler(self._loop_error)
         self.orphans.enabled = reaper.become_subreaper()
         if self.orphans.enabled:
-            loop.add_signal_handler(signal.SIGCHLD, self._poll_orphans)
+            loop.add_signal_handler(signal.SIGCHLD, self._sigchld)
         await self.restore()
         server = Server(self)
         await server.start()
@@ -431,8 +438,16 @@ class Daemon:
         return {r.pid: r.token for p in self.procs.values() for r in (p.run, p.pending)
                 if r is not None and r.popen is not None}
 
+    def _sigchld(self) -> None:
+        if self._sigchld_poll is None:
+            self._sigchld_poll = asyncio.get_running_loop().call_later(SIGCHLD_POLL_S,
+                                                                       self._poll_orphans)
+
     def _poll_orphans(self) -> None:
         """Reap escaped descendants that exited; stop those whose runs have all ended."""
+        if self._sigchld_poll is not None:
+            self._sigchld_poll.cancel()
+            self._sigchld_poll = None
         try:
             self.orphans.poll()
             strays = self.orphans.strays()
@@ -505,16 +520,29 @@ class Daemon:
             str(self.home.pids / f"{stem}-{pm_id}.pid"),
         )
         p = ManagedProcess(pm_id, spec, instance, base_env, paths, self.hooks)
-        self.procs[pm_id] = p
+        self._register(p)
         return p
 
+    def _register(self, p: ManagedProcess) -> None:
+        old = self.procs.get(p.pm_id)
+        if old is not None:
+            self._named.get(old.name, {}).pop(old.pm_id, None)
+        self.procs[p.pm_id] = p
+        self._named.setdefault(p.name, {})[p.pm_id] = p
+
     def by_name(self, name: str) -> list[ManagedProcess]:
-        return [p for p in self.procs.values() if p.name == name]
+        """The instances of an app, in the order they were registered (an instance keeps its
+        name: a definition is only ever replaced by one of the same name)."""
+        return list(self._named.get(name, {}).values())
 
     async def remove(self, p: ManagedProcess) -> None:
         """Delete the instance and, once it is gone, forget it."""
         if await p.delete():
             self.procs.pop(p.pm_id, None)
+            same = self._named.get(p.name, {})
+            same.pop(p.pm_id, None)
+            if not same:
+                self._named.pop(p.name, None)
             self.broken.pop(p.pm_id, None)
             if not self.by_name(p.name):
                 self.listeners.release(p.name)
@@ -539,18 +567,12 @@ class Daemon:
                 out[p.pm_id] = p
         return sorted(out.values(), key=lambda p: p.pm_id)
 
-    def snapshot(self, procs: Iterable[ManagedProcess] | None = None) -> list[dict[str, Any]]:
+    def snapshot(self, procs: Iterable[ManagedProcess] | None = None, *,
+                 table: bool = False) -> protocol.Encoded:
+        """pm2's jlist entries of `procs` (all by default) as their JSON texts, for a reply;
+        `table`: only protocol.TABLE_KEYS of each."""
         procs = self.procs.values() if procs is None else procs
-        out = []
-        for p in procs:
-            snap = p.snapshot()
-            mode = self.watch_state(p.name)
-            env = snap["pm2_env"]
-            env["watching"] = mode
-            if mode is None:
-                env["watch"] = False
-            out.append(snap)
-        return out
+        return protocol.Encoded([p.view(self.watch_state(p.name), table=table) for p in procs])
 
     # ---- schedules: watch and cron follow what each app should be doing ------------------
     def sync_schedules(self) -> None:
@@ -647,7 +669,7 @@ class Daemon:
                     with contextlib.suppress(NotSaved):
                         await self.journal.persist()
             raise
-        if not self._stopping.is_set():
+        if not self._stopping.is_set() and cmd not in READ_ONLY:
             self.sync_schedules()
             if cmd in PERSISTED:
                 await self.journal.persist(f"the {cmd}")
@@ -684,6 +706,7 @@ class Daemon:
             raise Pyvm2Error(f"{len(left)} app(s) could not be stopped: {names}; the daemon keeps running",
                              f"see {self.home.log}, then try pyvm2 kill again")
         self.procs.clear()
+        self._named.clear()
         self.next_id = 0
         self.listeners.close_all(unlink=True)
         if self.journal.flush() is not None:

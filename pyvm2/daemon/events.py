@@ -143,7 +143,7 @@ class Events:
         if not self.subscribers:
             return
         now = time.time()
-        snap = self.daemon.snapshot([p])[0]
+        snap = self.daemon.snapshot([p]).decoded()[0]
         self._publish({"type": "state", "t": now, "app": snap})
         if before is not None and p.restart_time > before:
             self._publish({"type": "restart", "t": now, "pm_id": p.pm_id, "name": p.name,

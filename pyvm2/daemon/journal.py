@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyvm2.errors import Pyvm2Error
@@ -85,6 +85,16 @@ def write_state(path: str, data: bytes) -> None:
             pass
 
 
+def _env_ref(env: dict[str, str]) -> str:
+    return hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _document(next_id: int, envs: dict[str, dict[str, str]], procs: list[str]) -> bytes:
+    head = json.dumps({"format": FORMAT, "next_id": next_id, "envs": envs},
+                      separators=(",", ":"))
+    return (head[:-1] + ',"procs":[' + ",".join(procs) + "]}").encode()
+
+
 def pack(entries: list[dict[str, Any]], next_id: int) -> bytes:
     """Entries carry a `base_env` each; identical environments are stored once."""
     envs: dict[str, dict[str, str]] = {}
@@ -92,13 +102,42 @@ def pack(entries: list[dict[str, Any]], next_id: int) -> bytes:
     for e in entries:
         e = dict(e)
         env = e.pop("base_env", {}) or {}
-        blob = json.dumps(env, sort_keys=True).encode()
-        key = hashlib.sha1(blob).hexdigest()[:16]
+        key = _env_ref(env)
         envs.setdefault(key, env)
         e["env_ref"] = key
-        out.append(e)
-    return json.dumps({"format": FORMAT, "next_id": next_id, "envs": envs, "procs": out},
-                      separators=(",", ":")).encode()
+        out.append(json.dumps(e, separators=(",", ":")))
+    return _document(next_id, envs, out)
+
+
+class Entries:
+    """`pack` for the live registry, each instance's entry encoded once per change: the state
+    file of thousands of apps is written after every change, and most of them did not change.
+    An entry is encoded again when its key (everything its state holds, compared by value)
+    differs from the one it was encoded with."""
+
+    def __init__(self) -> None:
+        #: pm_id -> (key, env_ref, base_env, the entry's JSON)
+        self._done: dict[int, tuple[tuple[Any, ...], str, dict[str, str], str]] = {}
+
+    def pack(self, items: Iterable[tuple[int, tuple[Any, ...], Callable[[], dict[str, Any]]]],
+             next_id: int) -> bytes:
+        """items: (pm_id, key, the entry) of every instance, in order."""
+        envs: dict[str, dict[str, str]] = {}
+        texts: list[str] = []
+        done: dict[int, tuple[tuple[Any, ...], str, dict[str, str], str]] = {}
+        for pm_id, key, state in items:
+            entry = self._done.get(pm_id)
+            if entry is None or entry[0] != key:
+                e = state()
+                env = e.pop("base_env", {}) or {}
+                ref = _env_ref(env)
+                e["env_ref"] = ref
+                entry = (key, ref, env, json.dumps(e, separators=(",", ":")))
+            done[pm_id] = entry
+            envs.setdefault(entry[1], entry[2])
+            texts.append(entry[3])
+        self._done = done
+        return _document(next_id, envs, texts)
 
 
 def unpack(data: bytes) -> tuple[list[dict[str, Any]], int]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pyvm2.daemon import fds
 from pyvm2.daemon.safefs import open_append, open_new, truncate
 from pyvm2.dayjs import format_dayjs
 
@@ -26,6 +27,26 @@ IDLE_CLOSE_S = 5.0
 FORMAT_SLICE = 65536
 #: The files holding a descriptor now, for `close_idle`.
 _OPEN: set[LogFile] = set()
+#: At most this many log files are open at once (None: an eighth of the descriptor limit, at
+#: least 64): opening one more first closes the least recently written quarter of those at a
+#: line boundary. Each app holds three descriptors of its own, so with a limit of 20,000, 5,000
+#: apps starting at once (each opening its files) fit: 15,000 + 2,500.
+MAX_OPEN: int | None = None
+
+
+def _max_open() -> int:
+    if MAX_OPEN is not None:
+        return MAX_OPEN
+    limit = fds.BUDGET.limit
+    return 4096 if limit is None else max(64, limit // 8)
+
+
+def _make_room(cap: int) -> None:
+    """Close the least recently written files that end at a line boundary, down to 3/4 of cap."""
+    closable = sorted((f for f in _OPEN if f.at_line_start and not f.trim),
+                      key=lambda f: f.last_write)
+    for f in closable[:len(_OPEN) - cap * 3 // 4]:
+        f.close()
 
 
 def close_idle(idle_s: float = IDLE_CLOSE_S, now: float | None = None) -> int:
@@ -117,6 +138,9 @@ class LogFile:
             return True
         if self.failed_at is not None and time.monotonic() - self.failed_at < self.RETRY_S:
             return False
+        cap = _max_open()
+        if len(_OPEN) >= cap:
+            _make_room(cap)
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self.fd = open_append(self.path)

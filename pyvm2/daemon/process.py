@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import json
 import os
 import traceback
 import uuid
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyvm2 import protocol
 from pyvm2.daemon import policy, safefs, spawn, tree
 from pyvm2.daemon.logs import DEVNULL, LogSink, Rotation
 from pyvm2.daemon.notify import IpcReader, Notifier
@@ -89,6 +91,10 @@ class LogPaths:
     pid: str
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _ms(t: float | None) -> int | None:
     return None if t is None else int(t * 1000)
 
@@ -163,6 +169,8 @@ class ManagedProcess:
         self.pending_token: str | None = None
         self.status_text: str | None = None    # the last STATUS= the app sent
         self.main_pid: int | None = None       # the last MAINPID= the app sent
+        #: [what the views show (_view_key), the snapshot's JSON, the table's JSON]
+        self._views: list[Any] | None = None
 
     # ---- naming -------------------------------------------------------------------------
     @property
@@ -709,6 +717,13 @@ class ManagedProcess:
         """Stop what is left of a run whose leader died while no daemon watched it."""
         await self.spawner.sweep(token, self.spec, self._log)
 
+    def state_key(self) -> tuple[Any, ...]:
+        """Everything `to_state` holds that can change: equal keys, equal states."""
+        run = self.run
+        return (self.instance, self.spec, self.base_env, self.paths, self.desired, self._status,
+                self.status_reason, self.restart_time, self.created_at, self.last_restart_reason,
+                self.pending_token, run, run is not None and run.alive)
+
     def to_state(self) -> dict[str, Any]:
         run = self.run
         return {
@@ -726,6 +741,38 @@ class ManagedProcess:
         }
 
     # ---- views --------------------------------------------------------------------------
+    def _view_key(self, watching: str | None) -> tuple[Any, ...]:
+        """Everything `snapshot` shows that can change: equal keys, equal snapshots."""
+        run = self.run
+        return (self._status, self.status_reason, self.spec, self.paths, run,
+                run is not None and run.alive, self.memory, self.cpu, self.memory_measure,
+                self.restart_time, self.restart_state.unstable_restarts, self.created_at,
+                self.exit_code, self.next_restart_at, self.last_restart_reason,
+                tuple(self.warnings), self.desired, self.status_text, self.main_pid, watching)
+
+    def view(self, watching: str | None, table: bool = False) -> str:
+        """The JSON text of the snapshot with the daemon's watch state (`watching`: its mode,
+        None when not watched), kept until something it shows changes: `list` of thousands of
+        idle apps builds and encodes only those that changed. `table`: only
+        protocol.TABLE_KEYS. Only the texts are kept (a few hundred bytes to a kilobyte)."""
+        key = self._view_key(watching)
+        views = self._views
+        if views is None or views[0] != key:
+            views = self._views = [key, None, None]
+        made = views[2 if table else 1]
+        if made is not None:
+            return made
+        snap = self.snapshot()
+        env = snap["pm2_env"]
+        env["watching"] = watching
+        if watching is None:
+            env["watch"] = False
+        if table:
+            snap = {k: snap[k] for k in protocol.TABLE_KEYS} | {
+                "pm2_env": {k: env[k] for k in protocol.TABLE_ENV_KEYS}}
+        made = views[2 if table else 1] = _json(snap)
+        return made
+
     def snapshot(self) -> dict[str, Any]:
         """pm2's jlist shape for this instance."""
         s = self.spec

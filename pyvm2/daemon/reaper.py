@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import math
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -71,12 +73,15 @@ class Orphans:
         self._known: dict[int, Orphan] = {}
         self._strays: list[psutil.Process] = []
         self.enabled = False
+        #: when the last poll began (monotonic)
+        self.polled_at = -math.inf
 
     def poll(self, ended: Iterable[str] = ()) -> None:
         """Reap orphans that exited; register new ones. `ended`: tokens of runs whose leader
         just ended, which new orphans are then tied to."""
         if not self.enabled:
             return
+        self.polled_at = time.monotonic()
         leaders = self._leaders()
         dead: set[str] | None = None   # runs whose leader has ended: read only for a new orphan
         for pid in children_of_self():
@@ -117,9 +122,12 @@ class Orphans:
             else:
                 o.candidates &= runs
 
-    def take(self, token: str) -> list[psutil.Process]:
-        """The run `token` ends: the orphans it was the last candidate of, to stop with it."""
-        self.poll()
+    def take(self, token: str, after: float = math.inf) -> list[psutil.Process]:
+        """The run `token` ends: the orphans it was the last candidate of, to stop with it.
+        Polls first unless a poll began at or after `after` (monotonic; the end of the scan the
+        caller looked at), so that many stops at once share one poll per scan."""
+        if self.polled_at < after:
+            self.poll()
         out = []
         for o in self._known.values():
             if token in o.candidates:

@@ -99,9 +99,10 @@ class OsSpawner:
     async def terminate(self, run: spawn.Run, spec: AppSpec,
                         log: Callable[[str], None]) -> str | None:
         sig = getattr(signal, spec.kill_signal, signal.SIGINT)
-        procs = tree.members(_leader(run), run.token, await self.scanner.fresh())
+        scan = await self.scanner.fresh()
+        procs = tree.members(_leader(run), run.token, scan)
         if self.orphans is not None:   # escaped descendants re-parented to the daemon
-            procs += [p for p in self.orphans.take(run.token) if p not in procs]
+            procs += [p for p in self.orphans.take(run.token, scan.finished) if p not in procs]
         if not procs and not run.alive:
             return None  # it exited and left nothing behind: the common case, one scan
         if spec.treekill:
@@ -131,18 +132,25 @@ class OsSpawner:
                 if rescanned:
                     return True
                 # something may have been forked while we waited
-                procs = tree.members(_leader(run), run.token, await self.scanner.fresh(), procs)
+                scan = await self.scanner.fresh()
+                procs = tree.members(_leader(run), run.token, scan, procs)
                 if self.orphans is not None:
-                    procs += [p for p in self.orphans.take(run.token) if p not in procs]
+                    procs += [p for p in self.orphans.take(run.token, scan.finished)
+                              if p not in procs]
                 rescanned = True
                 if not procs:
                     return True
                 tree.signal_all(procs, sig)
                 continue
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(run.exited), delay)
+            if run.alive:
+                # one wait until the leader ends (not a poll: thousands of stops wait at once)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(run.exited), left)
+                continue
+            await asyncio.sleep(min(delay, left))   # members other than the leader: polled
             delay = min(delay * 2, 0.1)
 
     async def sweep(self, token: str, spec: AppSpec, log: Callable[[str], None]) -> None:

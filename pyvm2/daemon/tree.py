@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import os
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ class Scan:
     by_parent: dict[int, frozenset[int]]
     #: run token -> the PYVM2_HOME its carriers name (one of them, if they differ)
     home_of: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: when the pass ended (monotonic): what changed after it is not in it
+    finished: float = 0.0
 
     def tokens_of_home(self, home: str) -> set[str]:
         """The run tokens of live processes started for `home`, whoever started them."""
@@ -117,7 +120,8 @@ def _scan_psutil() -> Scan:
 def scan_now() -> Scan:
     """One pass over /proc (blocking: call in a thread)."""
     linux = sys.platform.startswith("linux") and os.path.isdir(PROC)
-    return _scan_linux() if linux else _scan_psutil()
+    found = _scan_linux() if linux else _scan_psutil()
+    return dataclasses.replace(found, finished=time.monotonic())
 
 
 class Scanner:

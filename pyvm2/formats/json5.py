@@ -170,18 +170,35 @@ class _Walk:
 
 def parse(text: str, display: str) -> tuple[Any, Where, Duplicates]:
     lines = Lines(text)
+    repeated = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeated
+        out = dict(items)
+        if len(out) != len(items):
+            repeated = True
+        return out
+
     try:
         # Most files are plain JSON: the C parser reads them in microseconds, json5 in seconds.
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=pairs)
+        plain = True
     except (ValueError, RecursionError):
         data = _parse_json5_slow(text, display, lines)
-    walk = _Walk(text).run()
+        plain = False
+    # Positions are walked for when a message needs one: at once when keys repeat (reported
+    # with their line) or the file is JSON5; for plain JSON, only when first asked for, so that
+    # a file of thousands of valid apps is read at the C parser's speed.
+    walks: list[_Walk] = [] if plain and not repeated else [_Walk(text).run()]
 
     def where(path: Path) -> tuple[int, int] | None:
-        offset = walk.positions.get(path)
+        if not walks:
+            walks.append(_Walk(text).run())
+        offset = walks[0].positions.get(path)
         return lines.at(offset) if offset is not None else None
 
-    return data, where, [(path, lines.at(offset)) for path, offset in walk.duplicates]
+    duplicates = walks[0].duplicates if walks else []
+    return data, where, [(path, lines.at(offset)) for path, offset in duplicates]
 
 
 def _parse_json5_slow(text: str, display: str, lines: Lines) -> Any:

@@ -16,8 +16,9 @@ import pytest
 from conftest import Pyvm2, alive, processes_of_home, wait_for
 from helpers_more import app_processes_by_token, connect, read_reply
 
-#: Stopping 500 idle sleepers is a few signals and reaps; more than this is a product problem.
-STOP_ALL_S = 10.0
+#: Stopping 500 idle sleepers is a few shared /proc scans, signals and reaps (a few seconds on a
+#: busy 2-core machine): a deadline, not a timing assertion; past it something is quadratic again.
+STOP_ALL_S = 30.0
 
 
 @pytest.mark.timeout(120)
@@ -49,9 +50,8 @@ def test_500_apps_from_one_file_start_list_online_and_stop(pv: Pyvm2) -> None:
         out, err = stopper.communicate(timeout=STOP_ALL_S)
     except subprocess.TimeoutExpired:
         clear_directly(pv)
-        # every stop rescans all of /proc several times (tree.members): O(apps x processes)
-        pytest.xfail(f"`pyvm2 stop all` of 500 idle sleepers did not finish in {STOP_ALL_S:.0f}s "
-                     f"(start took {started:.1f}s, list {list_s:.2f}s)")
+        pytest.fail(f"`pyvm2 stop all` of 500 idle sleepers did not finish in {STOP_ALL_S:.0f}s "
+                    f"(start took {started:.1f}s, list {list_s:.2f}s)")
     stop_s = time.monotonic() - t0
     print(f"500 apps: start {started:.1f}s, list {list_s:.2f}s, stop all {stop_s:.1f}s")
     assert stopper.returncode == 0, (out + err).decode(errors="replace")[-2000:]

@@ -310,7 +310,7 @@ def test_a_10_mb_file_is_refused_before_reading(proj: Path) -> None:
     with open(path, "wb") as f:
         f.truncate(10 * 1000 * 1000)
     e = load_error(str(path))
-    assert e.detail == "the file is 10 MB; an ecosystem file is at most 1 MiB"
+    assert e.detail == "the file is 10 MB; an ecosystem file is at most 8 MiB"
     assert e.hint == "is this the right file?"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pyvm2.daemon.journal import atomic_write, pack, unpack
+from pyvm2.daemon.journal import Entries, atomic_write, pack, unpack
 
 
 def test_pack_stores_identical_environments_once_and_unpacks_them():
@@ -14,6 +14,32 @@ def test_pack_stores_identical_environments_once_and_unpacks_them():
     assert len(data) < 10_000
     back, next_id = unpack(data)
     assert next_id == 100 and all(e["base_env"] == env for e in back)
+
+
+def test_entries_encode_each_entry_once_per_change_and_pack_as_pack_does():
+    env = {"PATH": "/bin"}
+    states = {i: {"pm_id": i, "status": "online", "base_env": env} for i in range(3)}
+    made: list[int] = []
+
+    def state(i: int):
+        def make() -> dict:
+            made.append(i)
+            return dict(states[i])
+        return make
+
+    entries = Entries()
+
+    def packed() -> bytes:
+        return entries.pack(((i, (s["status"],), state(i)) for i, s in states.items()), 7)
+
+    assert unpack(packed()) == unpack(pack(list(states.values()), 7)) and made == [0, 1, 2]
+    assert packed() == packed() and made == [0, 1, 2]
+    states[1] = {**states[1], "status": "stopped"}
+    procs, next_id = unpack(packed())
+    assert made == [0, 1, 2, 1] and next_id == 7
+    assert [p["status"] for p in procs] == ["online", "stopped", "online"]
+    del states[0]
+    assert [p["pm_id"] for p in unpack(packed())[0]] == [1, 2]
 
 
 def test_atomic_write_keeps_a_backup_and_leaves_no_temp_file(tmp_path):

@@ -179,6 +179,27 @@ def test_an_idle_log_file_is_closed_and_opened_again_by_the_next_write(tmp_path)
     f.close()
 
 
+def test_past_the_cap_the_least_recently_written_files_close_and_reopen_on_write(
+        tmp_path, monkeypatch) -> None:
+    from pyvm2.daemon import logs
+
+    monkeypatch.setattr(logs, "MAX_OPEN", 8)
+    files = [logs.LogFile(str(tmp_path / f"app{i}.log"), lambda _m: None) for i in range(40)]
+    mid_line = files[0]
+    mid_line.write(b"prompt> ")
+    for i, f in enumerate(files):
+        f.write(f"line {i}\n".encode())
+        assert len([g for g in files if g.fd is not None]) <= 8
+    assert mid_line.fd is not None or mid_line.at_line_start   # never cut inside a line
+    assert files[-1].fd is not None
+    for i, f in enumerate(files):
+        f.write(f"again {i}\n".encode())
+    for i, f in enumerate(files):
+        text = (tmp_path / f"app{i}.log").read_bytes()
+        assert text.endswith(f"line {i}\nagain {i}\n".encode()), text
+        f.close()
+
+
 def test_a_log_file_ending_mid_line_stays_open(tmp_path) -> None:
     from pyvm2.daemon import logs
 

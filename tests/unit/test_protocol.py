@@ -119,7 +119,8 @@ def test_a_refused_request_keeps_its_id_for_the_reply() -> None:
 
 
 def test_null_args_and_a_null_optional_value_are_accepted() -> None:
-    assert protocol.parse_request({"cmd": "list", "args": None})[2] == {}
+    assert protocol.parse_request({"cmd": "ping", "args": None})[2] == {}
+    assert protocol.parse_request({"cmd": "list", "args": None})[2] == {"table": False}
     _, _, args = protocol.parse_request({"cmd": "resurrect", "args": {"entries": None}})
     assert args == {"entries": None, "if_saved": False}
 
@@ -213,3 +214,15 @@ def test_the_handler_gets_the_checked_arguments_and_its_errors_keep_their_kind()
     reply, _ = answer(lambda: (_ for _ in ()).throw(BadRequest("apps[0] (x): no")),
                       b'{"id": 7, "cmd": "start", "args": {}}\n')
     assert reply["error"]["code"] == protocol.E_BAD_REQUEST and reply["error"]["exit_code"] == 2
+
+
+def test_an_encoded_list_is_sent_as_its_texts_alone_or_inside_a_reply() -> None:
+    items = [{"name": "a", "n": 1}, {"name": "é", "n": [2]}]
+    enc = protocol.Encoded([json.dumps(i, separators=(",", ":"), ensure_ascii=False)
+                            for i in items])
+    assert enc.decoded() == items and len(enc) == 2
+    assert protocol.COMMANDS["list"].reply_problem(enc) is None
+    for data in (enc, {"ids": [1], "list": enc}):
+        line = protocol.ok(7, data)
+        plain = {"ids": [1], "list": items} if isinstance(data, dict) else items
+        assert line == protocol.ok(7, plain) and json.loads(line)["data"] == plain

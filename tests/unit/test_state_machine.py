@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from pyvm2 import protocol
 from pyvm2.daemon import policy, spawn, tree
 from pyvm2.daemon.logs import Rotation
 from pyvm2.daemon.monitor import Monitor
@@ -793,3 +795,30 @@ async def test_reload_without_wait_ready_waits_a_short_grace(make):
     old = h.run
     assert await h.p.reload() == "reloaded"
     assert h.run is not old and not old.alive and h.p.status == S.ONLINE
+
+
+# ---- the cached views `list` answers with ------------------------------------------------------
+
+@aio
+async def test_a_view_is_reused_until_something_it_shows_changes(make):
+    h = make()
+    text = h.p.view(None)
+    assert h.p.view(None) is text
+    snap = json.loads(text)
+    assert snap["pm2_env"]["status"] == "stopped"
+    assert snap["pm2_env"]["watching"] is None and snap["pm2_env"]["watch"] is False
+
+    await online(h)
+    snap = json.loads(h.p.view(None))
+    assert snap["pm2_env"]["status"] == "online" and snap["pid"] == h.run.pid
+    h.p.memory = 123456
+    assert json.loads(h.p.view(None))["monit"]["memory"] == 123456
+    assert json.loads(h.p.view("inotify"))["pm2_env"]["watching"] == "inotify"
+
+    slim = json.loads(h.p.view(None, table=True))
+    assert set(slim) == set(protocol.TABLE_KEYS) | {"pm2_env"}
+    assert set(slim["pm2_env"]) == set(protocol.TABLE_ENV_KEYS)
+    assert slim["monit"]["memory"] == 123456
+    h.exit(0)
+    await settle()
+    assert json.loads(h.p.view(None, table=True))["pm2_env"]["status"] != "online"
