@@ -97,12 +97,33 @@ def _report(actions: list[dict]) -> None:
             cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
 
 
-def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
-    bad = [p for p in procs if p.get("pm_id") in ids and p.get("pm2_env", {}).get("status") == "errored"]
+def _exit_if_errored(procs: list[dict], ids: set[int], wait: bool = False) -> None:
+    """Exit 1 if one of the apps is errored (it could not start, or gave up); with `wait`,
+    also if one crashed: it waits to restart, or stopped by itself, after a failing exit."""
+    bad = [p for p in procs if p.get("pm_id") in ids and _failed(p.get("pm2_env", {}), wait)]
     if bad:
         p = bad[0]
-        raise Pyvm2Error(f"{p['name']} ({p['pm_id']}) is errored: {p['pm2_env'].get('status_reason')}",
+        env = p["pm2_env"]
+        what = "is errored" if env.get("status") == "errored" else f"crashed ({env.get('status')})"
+        raise Pyvm2Error(f"{p['name']} ({p['pm_id']}) {what}: {env.get('status_reason')}",
                          f"see its output with: pyvm2 logs {p['name']} --nostream")
+
+
+def _failed(env: dict, wait: bool) -> bool:
+    status = env.get("status")
+    if status == "errored":
+        return True
+    if not wait or status not in ("waiting restart", "stopped") or env.get("desired") != "running":
+        return False
+    reason = str(env.get("status_reason") or "")
+    if "stop_exit_codes" in reason:
+        return False   # an exit the app's definition lists as its normal end
+    return env.get("exit_code") not in (0, None) or reason.startswith("killed by")
+
+
+_WaitOpt = Annotated[bool, typer.Option(
+    "--wait", help="return once each app's outcome is known (online for min(min_uptime, 1 s), "
+                   "or crashed: then exit 1 with the reason), not as soon as it runs")]
 
 
 def _with_option_flags(func: Callable[..., None]) -> Callable[..., None]:
@@ -160,6 +181,7 @@ def start(
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="a script already running is restarted with these options (pyvm2 runs one app per name)")] = False,
+    wait: _WaitOpt = False,
     **options: Any,
 ) -> None:
     from pyvm2 import ecosystem
@@ -195,7 +217,7 @@ def start(
             apps = [_apply_flags(a, flags) for a in apps]
         client = _client()
         res = client.call("start", {"apps": [a.to_dict() for a in apps], "base_env": base_env,
-                                    "from_file": True}, timeout=None)
+                                    "from_file": True, "wait": wait}, timeout=None)
     elif _looks_like_script(first):
         if env:
             raise UsageError("--env needs an ecosystem file",
@@ -226,23 +248,24 @@ def start(
                 cli.warn(w)
         client = _client()
         res = client.call("start", {"apps": [spec.to_dict() for spec in specs], "base_env": base_env,
-                                    "from_file": force}, timeout=None)
+                                    "from_file": force, "wait": wait}, timeout=None)
         same = [a for a in res["actions"] if a["action"] == "unchanged"]
         if same:
-            again = client.call("restart", {"targets": [str(a["pm_id"]) for a in same]}, timeout=None)
+            again = client.call("restart", {"targets": [str(a["pm_id"]) for a in same],
+                                            "wait": wait}, timeout=None)
             for a in same:
                 a["action"] = "restarted"
             res["list"] = again["list"]
     else:
         client = _client()
         try:
-            res = client.call("start", {"targets": targets}, timeout=None)
+            res = client.call("start", {"targets": targets, "wait": wait}, timeout=None)
         except NotFound:
             raise NotFound(f"{first}: no such file, and no app of that name",
                            "give a script path (./worker.py), an ecosystem file, or a name from pyvm2 list") from None
     _report(res["actions"])
     print_table(res["list"])
-    _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})
+    _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]}, wait)
 
 
 def _stdin_text() -> str:
@@ -298,6 +321,7 @@ def restart(
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="turn watching on or off (toggles, as pm2)")] = False,
+    wait: _WaitOpt = False,
 ) -> None:
     from pyvm2 import ecosystem
 
@@ -308,14 +332,14 @@ def restart(
         for w in loaded.warnings:
             cli.warn(w)
         res = _client().call("restart", {"apps": [a.to_dict() for a in loaded.apps],
-                                          "base_env": base_env}, timeout=None)
+                                          "base_env": base_env, "wait": wait}, timeout=None)
     else:
         if env:
             raise UsageError("--env needs an ecosystem file", "pyvm2 restart ecosystem.json --env production")
-        res = _action("restart", targets, {"toggle_watch": watch})
+        res = _action("restart", targets, {"toggle_watch": watch, "wait": wait})
     cli.info(f"Applying action restart on app [{' '.join(targets)}](ids: {res.get('ids')})")
     print_table(res["list"])
-    _exit_if_errored(res["list"], set(res.get("ids") or []))
+    _exit_if_errored(res["list"], set(res.get("ids") or []), wait)
 
 
 def _file_apps(path: str, env: str | None, only: list[str] | None) -> tuple[list[dict], dict]:

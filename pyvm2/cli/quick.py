@@ -18,7 +18,17 @@ FAST = {}
 def _client() -> Client:
     from pyvm2.client import Client
 
-    return Client().connect()
+    client = Client().connect()
+    if cli.PROGRESS and sys.stderr.isatty():
+        client.on_slow = _progress
+    return client
+
+
+def _progress(client: Client, cmd: str, timeout: float | None) -> None:
+    """A reply is slow: show the command's progress on the terminal until it comes."""
+    from pyvm2.cli.progress import follow
+
+    follow(client, cmd, timeout)
 
 
 def _width() -> int:
