@@ -548,6 +548,7 @@ def kill() -> None:
     except DaemonNotRunning:
         cli.info("pyvm2 daemon is not running")
         return
+    quick.show_progress(client)
     pid = daemon_pid(client.home)
     res = client.call("kill", timeout=None)
     cli.info(f"[v] All Applications Stopped ({res['stopped']})")

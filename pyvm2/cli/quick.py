@@ -18,7 +18,11 @@ FAST = {}
 def _client() -> Client:
     from pyvm2.client import Client
 
-    client = Client().connect()
+    return show_progress(Client().connect())
+
+
+def show_progress(client: Client) -> Client:
+    """Let a slow command of `client` show its progress line, if stderr is a terminal."""
     if cli.PROGRESS and sys.stderr.isatty():
         client.on_slow = _progress
     return client
