@@ -239,6 +239,11 @@ def resolve_launch(spec: AppSpec, path_env: str | None) -> Launch:
         if not found:
             raise _missing("php")
         return Launch((found, *spec.interpreter_args, _script_arg(spec), *spec.args), "php", False)
+    # pm2 runs every other script with node; so does pyvm2 where node is installed
+    found = _which("node", path_env)
+    if found:
+        return Launch((found, *spec.interpreter_args, _script_arg(spec), *spec.args), "node", False)
     what = f'unknown extension "{ext}"' if ext else "no extension"
-    raise ConfigError(f"cannot tell how to run {script}: {what}, no shebang",
-                      'set exec_interpreter (for example "php" or "python3")')
+    raise ConfigError(f"cannot tell how to run {script}: {what}, no shebang, and node (which "
+                      "pm2 would use) is not installed",
+                      'set exec_interpreter (for example "node", "php" or "python3")')

@@ -122,6 +122,13 @@ def _interpreter(value: Any) -> str:
     return "none" if interp.lower() == "none" else interp
 
 
+def _cli_watch(values: list[str]) -> bool | list[str]:
+    """`--watch` alone (written `--watch=true` by the argv rewrite) watches cwd, as pm2's; with
+    paths, those paths."""
+    paths = [v for v in values if v != "true"]
+    return paths or True
+
+
 def _cli_seconds(text: str) -> int:
     try:
         return parse_cli_seconds(text)
@@ -238,7 +245,8 @@ OPTIONS: tuple[Option, ...] = (
            flag=Flag(("--cron-restart", "--cron", "-c"), "cron pattern")),
     Option("watch", "false", "restart on file changes (`true` = cwd, or a list of paths)",
            convert=values.watch, relative=True,
-           flag=Flag(("--watch",), "restart when files in cwd change", "switch")),
+           flag=Flag(("--watch",), "restart when files change: in cwd, or in the paths given "
+                     "(--watch src --watch lib)", "list", _cli_watch)),
     Option("ignore_watch", "none", "globs not to watch",
            convert=lambda v: values.words(v, "ignore_watch"),
            flag=Flag(("--ignore-watch",), "globs to ignore, space separated")),
@@ -275,7 +283,8 @@ OPTIONS: tuple[Option, ...] = (
            convert=values.parse_log_size),
     Option("log_retain", "global setting", "rotated files kept", convert=_log_retain),
     Option("log_compress", "global setting", "gzip rotated files", convert=parse_bool),
-    Option("pid_file", "`$PYVM2_HOME/pids/<name>-<id>.pid`", "where the pid is written",
+    Option("pid_file", "`$PYVM2_HOME/pids/<name>-<id>.pid`", "where the pid is written; each "
+           "instance adds `-<id>` before `.pid` (`app.pid` -> `app-0.pid`), as pm2",
            aliases=("pid",), convert=values.log_path, relative=True, optional=True,
            flag=Flag(("--pid", "-p"), "pid file")),
     Option("user", "you", "run as this user, with its groups and login's `HOME`/`USER`/`LOGNAME`/"

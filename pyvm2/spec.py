@@ -125,9 +125,11 @@ class AppSpec:
         return cls(**kw)
 
     def definition(self) -> dict[str, Any]:
-        """What decides whether a running app must be restarted when its file is started again."""
+        """What decides whether a running app must be restarted when its file is started again.
+        The number of instances does not: more are added, or the highest removed."""
         d = self.to_dict()
         d.pop("source", None)
+        d.pop("instances", None)
         return d
 
 
@@ -407,8 +409,11 @@ def from_options(raw: Mapping[str, Any], *, base_dir: str, origin: str,
         runner = os.path.basename(launch.interpreter.split()[0]) if launch.interpreter else ""
         node = runner.endswith(("node", "bun"))
         if spec.exec_mode == "cluster" and not node:
-            b.warn(keys("exec_mode"), f'cluster mode is for Node apps; {launch.interpreter} runs '
-                                      f'{spec.instances} separate process(es) in fork mode')
+            how = (f"runs with {launch.interpreter}" if launch.interpreter != "none"
+                   else "runs by itself (its shebang or binary)")
+            b.warn(keys("exec_mode"), f"cluster mode is for Node apps; {name} {how}, so its "
+                                      f"{spec.instances} instance(s) run as separate processes "
+                                      "in fork mode")
         elif node and "exec_mode" not in opts and instances_written is not None:
             spec = dataclasses.replace(spec, exec_mode="cluster")  # pm2's default for node -i N
     if b.errors:

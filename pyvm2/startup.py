@@ -37,22 +37,53 @@ class Unit:
 
     @classmethod
     def for_current_user(cls, *, system: bool = False) -> Unit:
+        return cls.make(system=system)
+
+    @classmethod
+    def make(cls, *, system: bool = False, user: str | None = None, home: str | None = None,
+             service_name: str | None = None) -> Unit:
+        """The unit for this user (a user unit, or a system one with `system`), or, as pm2's
+        `startup -u USER --hp HOME`, a system unit that runs pyvm2 as USER with HOME/.pyvm2."""
         import pwd
 
+        if user is not None or home is not None:
+            system = True
         if system and os.geteuid() != 0:
+            words = " ".join(["sudo env PATH=$PATH pyvm2 startup",
+                              *(["-u", user] if user else []), *(["--hp", home] if home else []),
+                              *([] if user or home else ["--system"])])
             raise UsageError("a system unit needs root",
-                             "run: sudo env PATH=$PATH pyvm2 startup --system, or drop --system for a user unit")
-        pw = pwd.getpwuid(os.getuid())
-        home = os.environ.get("HOME") or pw.pw_dir
+                             f"run: {words}" + ("" if user or home else
+                                                ", or drop --system for a user unit"))
+        if user is not None:
+            try:
+                pw = pwd.getpwnam(user)
+            except KeyError:
+                raise UsageError(f"no user named {user!r} on this machine",
+                                 "give an existing user with -u, or leave -u out") from None
+        else:
+            pw = pwd.getpwuid(os.getuid())
+        if home is not None:
+            home = os.path.abspath(os.path.expanduser(home))
+        elif user is not None:
+            home = pw.pw_dir
+        else:
+            home = os.environ.get("HOME") or pw.pw_dir
+        if user is None and home == (os.environ.get("HOME") or pw.pw_dir):
+            pyvm2_home = str(Home.from_env().root)
+        else:
+            pyvm2_home = os.path.join(home, ".pyvm2")
         if system:
-            name = f"pyvm2-{pw.pw_name}.service"
+            name = service_name or f"pyvm2-{pw.pw_name}"
+            name = name if name.endswith(".service") else f"{name}.service"
             path = Path("/etc/systemd/system") / name
         else:
-            name = "pyvm2.service"
+            name = service_name or "pyvm2"
+            name = name if name.endswith(".service") else f"{name}.service"
             config = Path(os.environ.get("XDG_CONFIG_HOME") or Path(home) / ".config")
             path = config / "systemd" / "user" / name
         return cls(name=name, path=path, system=system, user=pw.pw_name, home=home,
-                   pyvm2_home=str(Home.from_env().root), python=sys.executable,
+                   pyvm2_home=pyvm2_home, python=sys.executable,
                    path_env=os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
 
     @property

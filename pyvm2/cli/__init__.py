@@ -27,7 +27,11 @@ def warn(msg: str) -> None:
     print(f"{_paint('[PYVM2][WARN]', 'yellow', sys.stderr)} {msg}", file=sys.stderr)
 
 
-def fail(err: Pyvm2Error) -> NoReturn:
+#: A file with many bad apps shows this many of its errors, then the count.
+MAX_ERRORS_SHOWN = 20
+
+
+def _show(err: Pyvm2Error) -> None:
     lines = str(err.message).splitlines() or [""]
     print(f"{_paint('[PYVM2][ERROR]', 'red', sys.stderr)} {lines[0]}", file=sys.stderr)
     for line in lines[1:]:
@@ -35,6 +39,20 @@ def fail(err: Pyvm2Error) -> NoReturn:
     if err.hint:
         for line in str(err.hint).splitlines():
             print(f"  {_paint('hint:', 'cyan', sys.stderr)} {line}", file=sys.stderr)
+
+
+def fail(err: Pyvm2Error) -> NoReturn:
+    from pyvm2.errors import ConfigErrors
+
+    if isinstance(err, ConfigErrors):
+        for one in err.errors[:MAX_ERRORS_SHOWN]:
+            _show(one)
+        left = len(err.errors) - MAX_ERRORS_SHOWN
+        more = f" ({left} more not shown)" if left > 0 else ""
+        print(f"{_paint('[PYVM2][ERROR]', 'red', sys.stderr)} {len(err.errors)} errors{more}; "
+              "nothing was started or changed", file=sys.stderr)
+    else:
+        _show(err)
     sys.exit(err.code)
 
 

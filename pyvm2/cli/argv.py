@@ -39,7 +39,7 @@ def _not_a_script(word: str) -> bool:
 #: script after -l, a target after --timestamp) is not swallowed.
 OPTIONAL_VALUE: dict[str, dict[str, tuple[str, Callable[[str], bool]]]] = {
     "start": {"-l": ("", _not_a_script), "--log": ("", _not_a_script),
-              "--filter-env": ("", _not_a_script)},
+              "--filter-env": ("", _not_a_script), "--watch": ("true", _not_a_script)},
     "logs": {"--timestamp": ("YYYY-MM-DD-HH:mm:ss", _date_format), "--highlight": ("", _any)},
 }
 #: Commands pm2 spells differently, rewritten before parsing.

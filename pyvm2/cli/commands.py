@@ -21,6 +21,7 @@ from pyvm2.procfs import STATE, stat_fields
 
 if TYPE_CHECKING:
     from pyvm2.spec import AppSpec
+    from pyvm2.startup import Unit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]},
@@ -309,8 +310,13 @@ def _action(cmd: str, targets: list[str] | None, extra: dict | None = None) -> d
 
 
 @app.command(help="Stop apps (the whole process tree); they stay in the list.")
-def stop(targets: Targets = None) -> None:
-    res = _action("stop", targets)
+def stop(
+    targets: Targets = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="also turn watching off for good (a plain stop pauses it until the "
+                        "next start)")] = False,
+) -> None:
+    res = _action("stop", targets, {"unwatch": True} if watch else None)
     cli.info(f"Applying action stop on app [{' '.join(targets or [])}](ids: {res['ids']})")
     print_table(res["list"])
 
@@ -322,6 +328,7 @@ def restart(
     only: Annotated[list[str] | None, typer.Option("--only")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="turn watching on or off (toggles, as pm2)")] = False,
     wait: _WaitOpt = False,
+    update_env: Annotated[bool, typer.Option("--update-env", "-a", help="give the apps the current environment (else they keep the one they were started with)")] = False,
 ) -> None:
     from pyvm2 import ecosystem
 
@@ -336,8 +343,13 @@ def restart(
     else:
         if env:
             raise UsageError("--env needs an ecosystem file", "pyvm2 restart ecosystem.json --env production")
-        res = _action("restart", targets, {"toggle_watch": watch, "wait": wait})
+        extra: dict[str, Any] = {"toggle_watch": watch, "update_env": update_env, "wait": wait}
+        if update_env:
+            extra["base_env"] = _base_env()
+        res = _action("restart", targets, extra)
     cli.info(f"Applying action restart on app [{' '.join(targets)}](ids: {res.get('ids')})")
+    if not update_env and not (targets and ecosystem.is_ecosystem_file(targets[0])):
+        cli.info("Use --update-env to update environment variables")
     print_table(res["list"])
     _exit_if_errored(res["list"], set(res.get("ids") or []), wait)
 
@@ -358,7 +370,7 @@ def reload(
     targets: Targets = None,
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file")] = None,
-    update_env: Annotated[bool, typer.Option("--update-env", help="give the apps the current environment")] = False,
+    update_env: Annotated[bool, typer.Option("--update-env", "-a", help="give the apps the current environment (else they keep the one they were started with)")] = False,
 ) -> None:
     from pyvm2 import ecosystem
 
@@ -374,8 +386,13 @@ def reload(
             extra["base_env"] = _base_env()
         res = _action("reload", targets, extra)
     cli.info(f"Applying action reload on app [{' '.join(targets)}](ids: {res.get('ids')})")
+    if not update_env and not (targets and ecosystem.is_ecosystem_file(targets[0])):
+        cli.info("Use --update-env to update environment variables")
     print_table(res["list"])
     _exit_if_errored(res["list"], set(res.get("ids") or []))
+
+
+app.command("gracefulReload", hidden=True)(reload)  # pm2's older name
 
 
 def _start_or(action: str, file: str, env: str | None, only: list[str] | None) -> None:
@@ -394,7 +411,7 @@ def _start_or(action: str, file: str, env: str | None, only: list[str] | None) -
 
 _EnvOpt = Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")]
 _OnlyOpt = Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file")]
-_UpdateEnvOpt = Annotated[bool, typer.Option("--update-env", help="always on with a file, as in pm2")]
+_UpdateEnvOpt = Annotated[bool, typer.Option("--update-env", "-a", help="always on with a file, as in pm2")]
 _File = Annotated[str, typer.Argument(help="an ecosystem file")]
 
 
@@ -627,14 +644,39 @@ def reload_logs() -> None:
     cli.info("All logs reloaded")
 
 
+#: Init systems pm2's `startup` knows; pyvm2 writes systemd units only.
+_OTHER_INIT = ("upstart", "launchd", "systemv", "openrc", "rcd", "rcd-openbsd", "smf", "macos",
+               "darwin", "ubuntu", "centos", "redhat", "amazon", "gentoo", "freebsd", "openbsd")
+
+
+def _startup_unit(platform: str | None, system: bool, user: str | None, home: str | None,
+                  service_name: str | None) -> Unit:
+    from pyvm2 import startup as su
+
+    if platform is not None and platform != "systemd":
+        if platform in _OTHER_INIT:
+            raise UsageError(f"pyvm2 writes systemd units only, not {platform} scripts",
+                             "run: pyvm2 startup systemd (or pyvm2 startup --print to see the unit)")
+        raise UsageError(f"unknown init system {platform!r}", "run: pyvm2 startup systemd")
+    return su.Unit.make(system=system, user=user, home=home, service_name=service_name)
+
+
 @app.command(help="Write a systemd unit that brings pyvm2 and the saved apps back at boot.")
 def startup(
+    platform: Annotated[str | None, typer.Argument(
+        metavar="[systemd]", help="the init system; pyvm2 writes systemd units")] = None,
     system: Annotated[bool, typer.Option("--system", help="a system unit (root only)")] = False,
+    user: Annotated[str | None, typer.Option(
+        "-u", "--user", help="a system unit that runs pyvm2 as this user (root only), as pm2")] = None,
+    home: Annotated[str | None, typer.Option(
+        "--hp", help="that user's home; pyvm2's home is HOME/.pyvm2")] = None,
+    service_name: Annotated[str | None, typer.Option(
+        "--service-name", help="the unit's name (default pyvm2, or pyvm2-USER for a system unit)")] = None,
     print_only: Annotated[bool, typer.Option("--print", help="print the unit instead of writing it")] = False,
 ) -> None:
     from pyvm2 import startup as su
 
-    unit = su.Unit.for_current_user(system=system)
+    unit = _startup_unit(platform, system, user, home, service_name)
     if print_only:
         print(unit.text(), end="")
         return
@@ -646,10 +688,16 @@ def startup(
 
 
 @app.command(help="Remove the systemd unit written by startup.")
-def unstartup(system: Annotated[bool, typer.Option("--system")] = False) -> None:
+def unstartup(
+    platform: Annotated[str | None, typer.Argument(metavar="[systemd]")] = None,
+    system: Annotated[bool, typer.Option("--system")] = False,
+    user: Annotated[str | None, typer.Option("-u", "--user")] = None,
+    home: Annotated[str | None, typer.Option("--hp")] = None,
+    service_name: Annotated[str | None, typer.Option("--service-name")] = None,
+) -> None:
     from pyvm2 import startup as su
 
-    unit = su.Unit.for_current_user(system=system)
+    unit = _startup_unit(platform, system, user, home, service_name)
     removed = su.uninstall(unit)
     if removed:
         cli.info(f"removed {removed}")

@@ -52,11 +52,7 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
 }
 
 #: pm2 commands that pyvm2 does not have yet: what to use meanwhile.
-NOT_YET: dict[str, str] = {
-    "scale": "set `instances` in the ecosystem file and run pyvm2 start FILE again",
-    "startOrGracefulReload": "pyvm2 startOrReload FILE (reloads with no gap)",
-    "gracefulReload": "pyvm2 reload NAME (reloads with no gap)",
-}
+NOT_YET: dict[str, str] = {}
 
 #: Every command pm2 7 has (binaries/CLI.js), aliases included.
 PM2_COMMANDS = frozenset({
@@ -65,7 +61,7 @@ PM2_COMMANDS = frozenset({
     "flush", "reloadLogs", "ping", "kill", "save", "dump", "cleardump", "resurrect", "startup",
     "unstartup", "update", "updatePM2", "reset", "monit", "imonit", "dashboard", "dash",
     "ecosystem", "init", "report", "scale", "sendSignal", "startOrRestart", "startOrReload",
-    "startOrGracefulReload", "completion", *UNSUPPORTED, *NOT_YET,
+    "startOrGracefulReload", "gracefulReload", "completion", *UNSUPPORTED, *NOT_YET,
 })
 
 

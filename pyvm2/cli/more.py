@@ -1,6 +1,6 @@
-"""pm2's smaller commands: prettylist, id, env, cleardump, init, report, completion, the list's
---sort and -m forms, the dashboard aliases, the version flag, and the pm2 commands pyvm2 answers
-with what to use instead."""
+"""pm2's smaller commands: scale, prettylist, id, env, cleardump, init, report, completion, the
+list's --sort and -m forms, the dashboard aliases, the version flag, and the pm2 commands pyvm2
+answers with what to use instead."""
 
 from __future__ import annotations
 
@@ -107,6 +107,59 @@ def show_list(sort: str | None, mini: bool) -> None:
         print(render_mini(ordered), end="")
         return
     print_table(ordered, keep_order=bool(sort))
+
+
+# ---- scale ---------------------------------------------------------------------------------------
+
+_SCALE_HINT = "pyvm2 scale NAME 4 (4 instances), +2 (two more) or -1 (one fewer)"
+
+
+def parse_scale(number: str) -> tuple[int, bool]:
+    """`4` -> (4, False); `+2` -> (2, True); `-1` -> (-1, True). UsageError for anything else,
+    and for an absolute number below 1."""
+    import re
+
+    m = re.fullmatch(r"\s*([+-]?)(\d{1,6})\s*", number)
+    if m is None:
+        raise UsageError(f"scale: {number!r} is not a number of instances", _SCALE_HINT, code=2)
+    sign, digits = m.groups()
+    if sign:
+        return int(sign + digits), True
+    if int(digits) < 1:
+        raise UsageError(f"scale: an app needs at least 1 instance, got {number.strip()}",
+                         "to stop it: pyvm2 stop NAME; to remove it: pyvm2 delete NAME", code=2)
+    return int(digits), False
+
+
+@app.command(context_settings={"ignore_unknown_options": True},
+             help="Grow or shrink an app to N instances, or by +N / -N (the highest instances "
+                  "go; new ones copy the app's definition and environment).")
+def scale(name: Annotated[str, typer.Argument(help="app name (or the id of one of its processes)")],
+          number: Annotated[str, typer.Argument(help="N, +N or -N")]) -> None:
+    from pyvm2.cli.commands import _exit_if_errored
+    from pyvm2.cli.quick import print_table
+
+    count, relative = parse_scale(number)
+    res = _client().call("scale", {"name": name, "count": count, "relative": relative},
+                         timeout=None)
+    procs: list[dict] = res["list"]
+    actions: list[dict] = res["actions"]
+    if actions:
+        name = actions[0]["name"]
+    elif name.isdigit() and not any(p.get("name") == name for p in procs):
+        name = next((p["name"] for p in procs if str(p.get("pm_id")) == name), name)
+    now = sum(1 for p in procs if p.get("name") == name)
+    added = [a for a in actions if a["action"] != "deleted"]
+    if not actions:
+        cli.info(f"{name} already has {now} instance{'s' if now != 1 else ''}: nothing to do")
+    else:
+        before = now - len(added) + (len(actions) - len(added))
+        way = "up" if added else "down"
+        cli.info(f"Scaling {way} application {name}: {before} -> {now} instances")
+        for a in actions:
+            cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
+    print_table(procs)
+    _exit_if_errored(procs, {a["pm_id"] for a in added})
 
 
 # ---- pm2's inspection commands -----------------------------------------------------------------

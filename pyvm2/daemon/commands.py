@@ -16,7 +16,7 @@ from pyvm2.daemon.process import ManagedProcess, ReloadFailed
 from pyvm2.errors import NotFound, Pyvm2Error, SpawnError, UsageError
 from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
 from pyvm2.spec import AppSpec
-from pyvm2.status import Status, is_settled
+from pyvm2.status import Desired, Status, is_settled
 from pyvm2.units import UnitError, visible
 from pyvm2.values import check_name
 
@@ -165,12 +165,14 @@ class Commands:
         tasks: list[Awaitable[Any]] = []
         ops: list[tuple[ManagedProcess, Awaitable[Any]]] = []
         for spec in specs:
-            existing = self.d.by_name(spec.name)
+            # the file's `instances` wins over a `scale`: the highest instances go, or the
+            # free instance numbers are filled
+            existing = self._instances(spec.name)
             for extra in existing[spec.instances:]:
                 tasks.append(self.d.remove(extra))
                 actions.append({"pm_id": extra.pm_id, "name": spec.name, "action": "deleted"})
             existing = existing[: spec.instances]
-            for i in range(len(existing), spec.instances):
+            for i in _free_instances(existing, spec.instances - len(existing)):
                 existing.append(self.d.add(spec, i, base_env))
             for p in existing:
                 touched.append(p)
@@ -187,6 +189,7 @@ class Commands:
                     p.replace_spec(spec)
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "registered"})
                 else:
+                    p.spec = spec  # the same definition; `instances` and `source` may differ
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "unchanged"})
         goal = self._goal(wait)
         with self.d.events.progress("starting", touched) as prog:
@@ -195,7 +198,8 @@ class Commands:
         return actions, touched
 
     async def cmd_restart(self, targets: list[str], apps: list[dict[str, Any]],
-                          base_env: dict[str, str], toggle_watch: bool, wait: bool) -> dict:
+                          base_env: dict[str, str], toggle_watch: bool, update_env: bool,
+                          wait: bool) -> dict:
         """Restart; answer once each instance runs again (see `running`), or with `wait` once
         its outcome is known. Apps of a file not known yet are started."""
         if targets and apps:
@@ -218,13 +222,11 @@ class Commands:
                 await self._settle(procs, goal, prog)
         else:
             procs = self._runnable(self.d.resolve(targets))
+            env = base_env if update_env else None  # pm2: the first start's env, unless asked
             with self.d.events.progress("restarting", procs) as prog:
-                if toggle_watch:
-                    await asyncio.gather(*(prog.track(p, p.restart(
-                        spec=dataclasses.replace(p.spec, watch=not p.spec.watch)), goal)
-                        for p in procs))
-                else:
-                    await asyncio.gather(*(prog.track(p, p.restart(), goal) for p in procs))
+                await asyncio.gather(*(prog.track(p, p.restart(
+                    spec=dataclasses.replace(p.spec, watch=not p.spec.watch) if toggle_watch
+                    else None, base_env=env), goal) for p in procs))
                 await self._settle(procs, goal, prog)
         procs += started
         return {"ids": [p.pm_id for p in procs], "list": self.d.snapshot()}
@@ -276,11 +278,67 @@ class Commands:
                 started += more
         return {"ids": [p.pm_id for p in procs + started], "list": self.d.snapshot()}
 
-    async def cmd_stop(self, targets: list[str]) -> dict:
+    def _instances(self, name: str) -> list[ManagedProcess]:
+        """The instances of the app `name` (not those being deleted), by instance number."""
+        return sorted((p for p in self.d.by_name(name) if not p.removed),
+                      key=lambda p: (p.instance, p.pm_id))
+
+    async def cmd_scale(self, name: str, count: int, relative: bool) -> dict:
+        """pm2's scale: new instances copy the app's first instance (its definition and the
+        environment it was started with) under the lowest free instance numbers and the next
+        ids; shrinking deletes the highest instances, so the app keeps its numbers 0..N-1."""
+        procs = self._instances(name)
+        if not procs and name.isdigit() and int(name) in self.d.procs:
+            procs = self._instances(self.d.procs[int(name)].name)
+        if not procs:
+            raise NotFound(f"app {name!r} not found",
+                           "see the names with: pyvm2 list; start it first with: pyvm2 start")
+        name = procs[0].name
+        current = len(procs)
+        wanted = current + count if relative else count
+        if wanted < 1:
+            raise UsageError(f"{name} cannot have {wanted} instances (it has {current})",
+                             f"scale to 1 at least; to remove the app: pyvm2 delete {name}", code=2)
+        if wanted == current:
+            return {"actions": [], "list": self.d.snapshot()}
+        if wanted < current:
+            extra = procs[wanted:]
+            for p in procs[:wanted]:
+                p.spec = dataclasses.replace(p.spec, instances=wanted)
+            with self.d.events.progress("deleting", extra) as prog:
+                await asyncio.gather(*(prog.track(p, self.d.remove(p)) for p in extra))
+            actions = [{"pm_id": p.pm_id, "name": name, "action": "deleted"} for p in extra]
+            return {"actions": actions, "list": self.d.snapshot()}
+        template = self._runnable(procs)[0]
+        spec = dataclasses.replace(template.spec, instances=wanted)
+        for p in procs:
+            p.spec = dataclasses.replace(p.spec, instances=wanted)
+        run = any(p.desired is Desired.RUNNING for p in procs)
+        added = [self.d.add(spec, i, template.base_env)
+                 for i in _free_instances(procs, wanted - current)]
+        if run:
+            with self.d.events.progress("starting", added) as prog:
+                await asyncio.gather(*(prog.track(p, p.start(), running) for p in added))
+                await self._settle(added, running, prog)
+        else:
+            for p in added:
+                p.hooks.changed()
+        actions = [{"pm_id": p.pm_id, "name": name,
+                    "action": "started" if run else "registered (stopped, as the app)"}
+                   for p in added]
+        return {"actions": actions, "list": self.d.snapshot()}
+
+    async def cmd_stop(self, targets: list[str], unwatch: bool) -> dict:
+        """Stop, tier by tier; watching pauses until the next start, or with `unwatch` (pm2's
+        `stop --watch`) ends: the app runs unwatched from then on."""
         procs = self.d.resolve(targets)
         with self.d.events.progress("stopping", procs) as prog:
             for tier in stop_tiers(procs):
                 await asyncio.gather(*(prog.track(p, p.stop()) for p in tier))
+        if unwatch:
+            for p in procs:
+                if p.spec.watch:
+                    p.replace_spec(dataclasses.replace(p.spec, watch=False))
         return {"ids": [p.pm_id for p in procs], "list": self.d.snapshot()}
 
     async def cmd_delete(self, targets: list[str]) -> dict:
@@ -458,6 +516,18 @@ def definition_problem(spec: AppSpec) -> str | None:
         if problem is not None:
             return f"cron_restart: {problem}"
     return None
+
+
+def _free_instances(procs: list[ManagedProcess], n: int) -> list[int]:
+    """The `n` lowest instance numbers none of `procs` has (pm2 reuses freed numbers)."""
+    taken = {p.instance for p in procs}
+    free: list[int] = []
+    i = 0
+    while len(free) < n:
+        if i not in taken:
+            free.append(i)
+        i += 1
+    return free
 
 
 def stop_tiers(procs: list[ManagedProcess]) -> list[list[ManagedProcess]]:

@@ -20,7 +20,14 @@ from pyvm2.daemon import fds, reaper, runner, spawn, tree
 from pyvm2.daemon.commands import Commands, definition_problem, stop_tiers
 from pyvm2.daemon.events import Events
 from pyvm2.daemon.journal import Journal, NotSaved, pack
-from pyvm2.daemon.logs import DEFAULT_MAX_SIZE, DEFAULT_RETAIN, LogFile, Rotation, close_idle
+from pyvm2.daemon.logs import (
+    DEFAULT_MAX_SIZE,
+    DEFAULT_RETAIN,
+    DEVNULL,
+    LogFile,
+    Rotation,
+    close_idle,
+)
 from pyvm2.daemon.monitor import Monitor
 from pyvm2.daemon.notify import Notifier
 from pyvm2.daemon.policy import Trigger
@@ -37,7 +44,8 @@ if TYPE_CHECKING:  # watchdog and croniter are loaded only when an app watches o
     from pyvm2.daemon.watch import Watcher
 
 #: Commands whose reply waits until the state file holds their effect.
-PERSISTED = frozenset({"start", "stop", "restart", "delete", "reset", "resurrect", "reload"})
+PERSISTED = frozenset({"start", "stop", "restart", "delete", "reset", "resurrect", "reload",
+                       "scale"})
 #: After a restart, file changes seen during it and this long after are dropped.
 WATCH_MUTE_S = 0.25
 #: Signals whose default action would end the daemon and that mean nothing to it: a stray
@@ -86,6 +94,17 @@ def _log_path(base: str, pm_id: int, suffix: bool) -> str:
     if not suffix or not base.endswith(".log"):
         return base
     return base[: -len(".log")] + f"-{pm_id}.log"
+
+
+def pid_path(base: str, pm_id: int) -> str:
+    """Each instance's own pid file, as pm2 names it: `-<id>` before `.pid` (`app.pid` ->
+    `app-3.pid`). pm2 leaves a name without `.pid` as it is, so its instances overwrite each
+    other's file; pyvm2 appends `-<id>` to it. `/dev/null` means no pid file."""
+    if base == DEVNULL:
+        return base
+    if base.endswith(".pid"):
+        return base[: -len(".pid")] + f"-{pm_id}.pid"
+    return f"{base}-{pm_id}"
 
 
 class Daemon:
@@ -407,9 +426,10 @@ class Daemon:
         self.shutdown()
 
     def _leaders(self) -> dict[int, str]:
-        """pid -> token of every run leader this daemon spawned and has not finished with."""
-        return {p.run.pid: p.run.token for p in self.procs.values()
-                if p.run is not None and p.run.popen is not None}
+        """pid -> token of every run leader this daemon spawned and has not finished with,
+        a reload's replacement included (it is not the instance's run until it is ready)."""
+        return {r.pid: r.token for p in self.procs.values() for r in (p.run, p.pending)
+                if r is not None and r.popen is not None}
 
     def _poll_orphans(self) -> None:
         """Reap escaped descendants that exited; stop those whose runs have all ended."""
@@ -481,8 +501,7 @@ class Daemon:
         paths = LogPaths(
             out=_log_path(out, pm_id, suffix), err=_log_path(err, pm_id, suffix),
             combined=_log_path(combined, pm_id, suffix) if combined else None,
-            pid=spec.pid_file and _log_path(spec.pid_file, pm_id, True) or
-            str(self.home.pids / f"{stem}-{pm_id}.pid"),
+            pid=pid_path(spec.pid_file or str(self.home.pids / f"{stem}.pid"), pm_id),
         )
         p = ManagedProcess(pm_id, spec, instance, base_env, paths, self.hooks)
         self.procs[pm_id] = p

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyvm2.daemon import policy, safefs, spawn, tree
-from pyvm2.daemon.logs import LogSink, Rotation
+from pyvm2.daemon.logs import DEVNULL, LogSink, Rotation
 from pyvm2.daemon.notify import IpcReader, Notifier
 from pyvm2.daemon.reaper import Orphans
 from pyvm2.daemon.runner import Cancellable, Clock, OsSpawner, Spawner, SystemClock
@@ -648,6 +648,8 @@ class ManagedProcess:
         self.hooks.state(self)
 
     def _write_pid(self, pid: int) -> None:
+        if self.paths.pid == DEVNULL:
+            return
         try:
             safefs.write_pid(self.paths.pid, pid)
         except OSError as e:

@@ -91,16 +91,54 @@ def _yaml_error(text: str, e: Any, display: str) -> ConfigError:
                 if ch in FULLWIDTH:
                     return fullwidth_error(text, Lines(text).offset(row + 1, i + 1), display,
                                             Lines(text))
-    hint = None
-    if "\\t" in problem or "'\\t'" in problem:
-        hint = "YAML indents with spaces, not tabs"
-    elif "mapping values are not allowed" in problem:
-        hint = 'a value containing ": " needs quotes; or check the indentation of the line above'
-    elif "could not find expected ':'" in problem:
-        hint = 'every "key: value" needs a colon and a space after the key'
-    elif "found unexpected end of stream" in problem or "end of the stream" in problem:
-        hint = "a quote or bracket is not closed"
-    else:
-        hint = "check the indentation and quoting near here"
-    context = f" ({e.context})" if getattr(e, "context", None) else ""
-    return ConfigError(f"{problem}{context}", hint, file=display, line=line, col=col)
+    message, hint = plain_words(problem, getattr(e, "context", None) or "")
+    return ConfigError(message, hint, file=display, line=line, col=col)
+
+
+#: PyYAML's problems, in the words a user needs: (start of its problem, part of its context,
+#: what is wrong, what to do). The first row that matches wins.
+_PLAIN: tuple[tuple[str, str, str, str], ...] = (
+    ("found character '\\t'", "", "a tab character in the indentation",
+     "YAML indents with spaces, not tabs"),
+    ("expected <block end>, but found '<block sequence start>'", "",
+     "bad indentation of a sequence entry",
+     'every "- " item of a list starts in the same column as the others'),
+    ("expected <block end>, but found '-'", "", "bad indentation of a sequence entry",
+     'every "- " item of a list starts in the same column as the others'),
+    ("expected <block end>", "", "bad indentation of a mapping entry",
+     'every "key: value" of an app starts in the same column as the app\'s first key'),
+    ("mapping values are not allowed", "", 'unexpected ":" here: bad indentation, or a value '
+     'that contains ": "', 'put quotes around a value containing ": "; or line this key up with '
+     "the keys above it"),
+    ("could not find expected ':'", "", 'a key without ":"',
+     'every "key: value" needs a colon and a space after the key'),
+    ("did not find expected key", "", "bad indentation of a mapping entry",
+     'every "key: value" of an app starts in the same column as the app\'s first key'),
+    ("did not find expected '-'", "", "bad indentation of a sequence entry",
+     'every "- " item of a list starts in the same column as the others'),
+    ("found unexpected end of stream", "quoted", "a quoted value is not closed",
+     "add the closing quote"),
+    ("expected ',' or ']'", "", 'a list in "[...]" is not closed, or misses a comma',
+     'close it with "]" and separate its items with ", "'),
+    ("expected ',' or '}'", "", 'a mapping in "{...}" is not closed, or misses a comma',
+     'close it with "}" and separate its entries with ", "'),
+    ("found undefined alias", "", "an alias (*name) names no anchor (&name) above it",
+     'put quotes around a value that starts with "*"'),
+    ("expected alphabetic or numeric character", "alias", 'a value that starts with "*"',
+     'put quotes around a value that starts with "*"'),
+    ("expected alphabetic or numeric character", "anchor", 'a value that starts with "&"',
+     'put quotes around a value that starts with "&"'),
+    ("found character", "", "a value cannot start with {char}", "put quotes around the value"),
+    ("but found another document", "", 'a second document ("---") in the file',
+     "an ecosystem file holds one document: remove the second one or the \"---\" line"),
+    ("found unexpected end of stream", "", "the file ends in the middle of a value",
+     "a quote or bracket is not closed"),
+)
+
+
+def plain_words(problem: str, context: str) -> tuple[str, str]:
+    """What is wrong and a hint, for one of PyYAML's problems and its context."""
+    for start, part, message, hint in _PLAIN:
+        if problem.startswith(start) and part in context:
+            return message.replace("{char}", problem[len(start):].split(" that")[0].strip()), hint
+    return f"not valid YAML: {problem}", "check the indentation and quoting near here"

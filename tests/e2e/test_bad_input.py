@@ -116,6 +116,27 @@ def test_one_invalid_app_means_no_app_of_the_file_starts(pv: Pyvm2) -> None:
     assert_nothing_started(pv)
 
 
+def test_every_error_of_a_file_is_listed_up_to_a_bound_with_the_count(pv: Pyvm2) -> None:
+    three = pv.write_eco([{"name": "a", "script": "nope.py"}, {"name": "b", "script": GOOD},
+                          {"name": "c", "script": GOOD, "max_memory_restart": "lots"},
+                          {"name": "d"}], "three.json")
+    r = pv.run("start", str(three))
+    assert r.code == 2 and "Traceback" not in r.err, r
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("[PYVM2][ERROR]")]
+    assert [re.search(r"apps\[\d\]", e).group() for e in errors[:3]] == \
+        ["apps[0]", "apps[2]", "apps[3]"], r.err
+    assert errors[3] == "[PYVM2][ERROR] 3 errors; nothing was started or changed", r.err
+    assert r.err.count("hint:") == 3, r.err
+
+    many = pv.write_eco([{"name": f"x{i}", "script": GOOD, "instances": "many"}
+                         for i in range(25)], "many.json")
+    r = pv.run("start", str(many))
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("[PYVM2][ERROR]")]
+    assert r.code == 2 and len(errors) == 21, r.err
+    assert errors[-1] == "[PYVM2][ERROR] 25 errors (5 more not shown); nothing was started or changed"
+    assert_nothing_started(pv)
+
+
 def test_one_invalid_app_in_a_second_start_leaves_the_running_apps_alone(pv: Pyvm2) -> None:
     apps = [{"name": "good", "script": GOOD}]
     eco = pv.write_eco(apps)

@@ -39,8 +39,10 @@ def test_version_flags_and_help(pv: Pyvm2) -> None:
 
 def test_unknown_commands_and_flags_lead_somewhere(pv: Pyvm2) -> None:
     cases = {
-        ("scael",): ('[PYVM2][ERROR] unknown command "scael"', '"scale"'),
-        ("scale", "app", "2"): ('"scale" is a pm2 command that pyvm2 does not have yet', "instances"),
+        ("scael",): ('[PYVM2][ERROR] unknown command "scael"', "did you mean: pyvm2 scale"),
+        ("scale", "app", "two"): ("[PYVM2][ERROR] scale: 'two' is not a number of instances",
+                                  "+2 (two more)"),
+        ("scale", "app", "0"): ("at least 1 instance", "pyvm2 delete NAME"),
         ("jlsit",): ('[PYVM2][ERROR] unknown command "jlsit"', "pyvm2 jlist"),
         ("plus",): ('"plus" is a pm2 command that pyvm2 does not have', "pyvm2 web"),
         ("install", "pm2-logrotate"): ('"install" is a pm2 command', "log_max_size"),

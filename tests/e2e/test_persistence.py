@@ -146,6 +146,32 @@ def test_startup_writes_and_unstartup_removes_a_user_unit(pv: Pyvm2) -> None:
     assert r.code == 0 and not unit.exists(), r
 
 
+def test_startup_in_pm2s_form_writes_a_system_unit_for_the_user(pv: Pyvm2) -> None:
+    """`sudo pm2 startup systemd -u www --hp /home/www`: a system unit that runs the daemon as
+    that user with that home. Printed here: a test does not write to /etc."""
+    if os.geteuid() != 0:
+        r = pv.run("startup", "systemd", "-u", "nobody", "--hp", "/srv/nb", "--print")
+        assert r.code != 0 and "sudo env PATH=$PATH pyvm2 startup -u nobody --hp /srv/nb" in r.err
+        return
+    text = pv.ok("startup", "systemd", "-u", "nobody", "--hp", "/srv/nb", "--print").out
+    assert "User=nobody" in text.splitlines(), text
+    assert "HOME=/srv/nb" in unit_lines(text, "Environment"), text
+    assert "PYVM2_HOME=/srv/nb/.pyvm2" in unit_lines(text, "Environment"), text
+    assert unit_lines(text, "PIDFile") == ["/srv/nb/.pyvm2/pyvm2.pid"], text
+    assert "WantedBy=multi-user.target" in text, text
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("launchd",), "pyvm2 writes systemd units only, not launchd scripts"),
+    (("systemd", "-u", "no-such-user-here"), "no user named 'no-such-user-here'"),
+])
+def test_startup_refuses_what_it_cannot_write_in_one_line(pv: Pyvm2, args: tuple[str, ...],
+                                                         says: str) -> None:
+    r = pv.run("startup", *args, "--print")
+    assert r.code == 1 and r.err.startswith(f"[PYVM2][ERROR] {says}"), r
+    assert "Traceback" not in r.err
+
+
 def run_unit_line(line: str, environment: list[str], pv: Pyvm2) -> subprocess.CompletedProcess:
     """Run one Exec line the way systemd would: only the unit's environment, no shell."""
     env = {"LANG": "C.UTF-8"}

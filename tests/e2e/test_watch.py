@@ -53,6 +53,36 @@ def assert_restarts_stay(pv: Pyvm2, name: str, count: int, seconds: float) -> No
         time.sleep(0.5)
 
 
+@pytest.mark.timeout(60)
+def test_start_watch_with_a_path_watches_that_path_only(pv: Pyvm2) -> None:
+    """pm2's `--watch [paths]`: `start app.py --watch conf` watches conf, not the whole cwd."""
+    proj = project(pv)
+    (proj / "conf").mkdir()
+    pv.ok("start", "app.py", "--name", "web", "--watch", "conf", cwd=proj)
+    pv.wait_status("web", "online")
+    assert env_of(pv, "web")["watch"] == [str(proj / "conf")]
+    wait_watching(pv, "web")
+    count = restarts(pv, "web")
+    os.utime(proj / "app.py")
+    assert_restarts_stay(pv, "web", count, 2)
+    (proj / "conf" / "settings.ini").write_text("a = 1\n")
+    got = wait_restarts(pv, "web", count + 1)
+    assert "settings.ini" in (got["pm2_env"]["last_restart_reason"] or ""), got
+
+
+@pytest.mark.timeout(60)
+def test_stop_watch_turns_watching_off_for_good_as_pm2s_stop(pv: Pyvm2) -> None:
+    proj = start_watched(pv)
+    pv.ok("stop", "web", "--watch")
+    assert env_of(pv, "web")["watch"] is False
+    pv.ok("start", "web")
+    pv.wait_status("web", "online")
+    env = env_of(pv, "web")
+    assert env["watch"] is False and env.get("watching") is None, env
+    os.utime(proj / "app.py")
+    assert_restarts_stay(pv, "web", env["restart_time"], 2)
+
+
 @pytest.mark.timeout(90)
 def test_logs_sqlite_wal_pycache_and_git_writes_in_the_watched_cwd_never_restart_it(
         pv: Pyvm2) -> None:

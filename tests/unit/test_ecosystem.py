@@ -492,6 +492,23 @@ def test_yaml_syntax_errors_carry_the_marks_position(proj: Path) -> None:
     assert e.line is not None and e.col is not None and e.hint
 
 
+@pytest.mark.parametrize(("text", "where", "says"), [
+    ("apps:\n  - name: a\n   script: x.py\n", (3, 4), "bad indentation of a mapping entry"),
+    ("apps:\n  - name: a\n - name: b\n", (3, 2), "bad indentation of a sequence entry"),
+    ("apps:\n  - name: a: b\n", (2, 12), 'unexpected ":" here'),
+    ("apps:\n  - name: 'abc\n", (3, 1), "a quoted value is not closed"),
+    ("apps:\n  - args: [a, b\n", (3, 1), 'a list in "[...]" is not closed'),
+    ("apps:\n  - name: *x\n", (2, 11), "an alias (*name) names no anchor"),
+    ("apps:\n  - name: @x\n", (2, 11), "a value cannot start with '@'"),
+    ("apps: []\n---\n- a\n", (2, 1), 'a second document ("---")'),
+])
+def test_yaml_syntax_errors_are_in_plain_words(proj: Path, text: str, where: tuple[int, int],
+                                               says: str) -> None:
+    e = load_error(write(proj, "eco.yaml", text))
+    assert (e.line, e.col) == where and e.detail.startswith(says), e.message
+    assert "<block" not in e.message and "while " not in e.message and e.hint
+
+
 def test_yaml_tabs_get_a_hint(proj: Path) -> None:
     e = load_error(write(proj, "eco.yaml", "apps:\n\t- script: app.py\n"))
     assert (e.line, e.col) == (2, 1) and e.hint == "YAML indents with spaces, not tabs"

@@ -215,8 +215,19 @@ def test_text_without_extension_or_shebang_asks_for_exec_interpreter(tmp_path: P
     s = script(tmp_path, "worker", "echo hi\n")
     with pytest.raises(ConfigError) as e:
         resolve_launch(spec(s), "")
-    assert e.value.message == f"cannot tell how to run {s}: no extension, no shebang"
-    assert e.value.hint == 'set exec_interpreter (for example "php" or "python3")'
+    assert e.value.message == (f"cannot tell how to run {s}: no extension, no shebang, and node "
+                               "(which pm2 would use) is not installed")
+    assert e.value.hint == 'set exec_interpreter (for example "node", "php" or "python3")'
+
+
+def test_text_without_extension_or_shebang_runs_with_node_as_in_pm2(tmp_path: Path,
+                                                                     bin_dir: Path) -> None:
+    node = tool(bin_dir, "node")
+    s = script(tmp_path, "worker", "console.log(1)\n")
+    assert resolve_launch(spec(s, args=("a",)), str(bin_dir)) == Launch((node, s, "a"), "node",
+                                                                       False)
+    t = script(tmp_path, "job.task", "console.log(1)\n")
+    assert resolve_launch(spec(t), str(bin_dir)).interpreter == "node"
 
 
 def test_an_unknown_extension_is_named(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from pyvm2 import options
 from pyvm2.cli import argv as argvmod
 from pyvm2.cli import hints
 from pyvm2.cli.jsinspect import inspect
@@ -87,9 +88,22 @@ def test_inspect_matches_node_util_inspect():
     (["logs", "--timestamp", "HH:mm"], ["logs", "--timestamp", "HH:mm"]),
     (["logs", "--highlight", "--raw"], ["logs", "--highlight=", "--raw"]),
     (["log", "app"], ["logs", "app"]),
+    (["start", "a.py", "--watch"], ["start", "a.py", "--watch=true"]),
+    (["start", "--watch", "a.py"], ["start", "--watch=true", "a.py"]),
+    (["start", "a.py", "--watch", "apps"], ["start", "a.py", "--watch", "apps"]),
+    (["start", "a.py", "--watch", "--name", "x"], ["start", "a.py", "--watch=true", "--name", "x"]),
+    (["restart", "a", "--watch"], ["restart", "a", "--watch"]),
 ])
 def test_argv_rewrite(argv, expected):
     assert argvmod.rewrite(argv).argv == expected
+
+
+@pytest.mark.parametrize(("given", "watch"), [
+    (["true"], True), (["src"], ["src"]), (["src", "lib"], ["src", "lib"]),
+])
+def test_watch_flag_is_cwd_alone_or_the_paths_given(given, watch):
+    flag = next(o for o in options.OPTIONS if o.name == "watch").flag
+    assert flag is not None and flag.convert is not None and flag.convert(given) == watch
 
 
 def test_global_flags_anywhere():
@@ -105,11 +119,23 @@ COMMANDS = ["start", "stop", "restart", "delete", "del", "save", "dump", "list",
             "logs", "describe", "desc", "show", "info", "jlist", "prettylist", "monit", "dash"]
 
 
-def test_scale_never_suggests_save():
-    message, hint = hints.unknown_command("scale", COMMANDS)
-    assert "scale" in message and "save" not in hint
-    message, hint = hints.unknown_command("scael", COMMANDS)
-    assert message == 'unknown command "scael"' and '"scale"' in hint and "save" not in hint
+@pytest.mark.parametrize("typo", ["scael", "sacle", "scal", "Scale"])
+def test_a_mistyped_scale_never_suggests_save(typo):
+    message, hint = hints.unknown_command(typo, [*COMMANDS, "scale"])
+    assert message == f'unknown command "{typo}"' and hint == "did you mean: pyvm2 scale"
+
+
+def test_every_pm2_command_is_there_or_answered():
+    """pm2's commands are pyvm2 commands, or answered with what to use instead."""
+    import typer
+
+    from pyvm2.cli.dispatch import command_names
+    from pyvm2.cli.more import app
+
+    names = set(command_names(typer.main.get_command(app)))
+    assert not hints.NOT_YET
+    missing = hints.PM2_COMMANDS - names - set(hints.UNSUPPORTED) - set(argvmod.RENAMED)
+    assert not missing, sorted(missing)
 
 
 @pytest.mark.parametrize(("typo", "meant"), [

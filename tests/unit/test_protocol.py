@@ -207,7 +207,7 @@ def test_the_handler_gets_the_checked_arguments_and_its_errors_keep_their_kind()
         raise NotFound("process 'x' not found", "see pyvm2 list")
 
     reply, daemon = answer(missing, b'{"id": 6, "cmd": "stop", "args": {"targets": ["x"]}}\n')
-    assert daemon.calls == [("stop", {"targets": ["x"]})]
+    assert daemon.calls == [("stop", {"targets": ["x"], "unwatch": False})]
     assert reply["error"] == {"code": protocol.E_NOT_FOUND, "message": "process 'x' not found",
                               "hint": "see pyvm2 list", "exit_code": 1}
     reply, _ = answer(lambda: (_ for _ in ()).throw(BadRequest("apps[0] (x): no")),

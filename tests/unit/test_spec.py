@@ -335,6 +335,8 @@ def test_cluster_for_a_python_app_runs_fork_copies_with_a_warning(build: Build) 
     s = build({"script": "app.py", "exec_mode": "cluster", "instances": 2})
     assert s.exec_mode == "cluster" and s.instances == 2
     assert len(build.warnings) == 1 and "cluster mode is for Node apps" in build.warnings[0]
+    assert "app runs with python3, so its 2 instance(s) run as separate processes" in \
+        build.warnings[0], build.warnings
 
 
 def test_node_with_instances_defaults_to_cluster_like_pm2(build: Build) -> None:
@@ -542,10 +544,15 @@ def test_the_apps_own_path_is_used_for_interpreters(build: Build, tmp_path: Path
     assert resolve_launch(s, s.env["PATH"]).argv[0] == str(venv / "php")
 
 
-def test_an_extensionless_text_script_needs_an_interpreter(build: Build, proj: Path) -> None:
+def test_an_extensionless_text_script_runs_with_node_or_needs_an_interpreter(
+        build: Build, proj: Path, tmp_path: Path) -> None:
     (proj / "job").write_text("do things\n")
-    e = build.error({"script": "job"}, index=0)
+    assert build({"script": "job"}).script.endswith("job")  # node, found on the app's PATH
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    e = build.error({"script": "job"}, index=0, base_env={"PATH": str(empty)})
     assert e.path == "apps[0].script" and "cannot tell how to run" in e.message
+    assert "node" in e.message
 
 
 # ---- several errors ----------------------------------------------------------------------------
