@@ -51,7 +51,7 @@ MB = 1_000_000
 
 SIZES: dict[str, dict] = {
     "smoke": dict(
-        list_apps=3, list_reps=3, cold_apps=5, cold_reps=1, idle_s=2.0,
+        list_apps=3, list_reps=3, start_reps=3, cold_apps=5, cold_reps=1, idle_s=2.0,
         restart_reps=2, min_uptime_ms=500, live_s=0.8, crash_s=3.0,
         log_bytes=5 * MB, log_reps=1, watch_bursts=1, watch_ready_s=1.0, watch_count_s=1.5,
         mem_reps=1, mem_timeout_s=5.0, mem_wait_s=1.0, cost_workers=4, cost_idle_s=1.0,
@@ -61,7 +61,7 @@ SIZES: dict[str, dict] = {
         monit_s=2.0,
     ),
     "full": dict(
-        list_apps=10, list_reps=20, cold_apps=100, cold_reps=3, idle_s=30.0,
+        list_apps=10, list_reps=20, start_reps=10, cold_apps=100, cold_reps=3, idle_s=30.0,
         restart_reps=8, min_uptime_ms=2000, live_s=2.5, crash_s=10.0,
         log_bytes=200 * MB, log_reps=3, watch_bursts=5, watch_ready_s=2.0, watch_count_s=3.0,
         mem_reps=3, mem_timeout_s=45.0, mem_wait_s=8.0, cost_workers=50, cost_idle_s=30.0,
@@ -322,11 +322,11 @@ class App:
             d["log_max_size"] = 0
         return d
 
-    def supervisor_section(self) -> str:
+    def supervisor_section(self, autostart: bool = True) -> str:
         command = " ".join(shlex.quote(a) for a in self.argv).replace("%", "%%")
         lines = [
             f"[program:{self.name}]", f"command={command}", f"directory={self.cwd}",
-            "autostart=true", "autorestart=true",
+            f"autostart={str(autostart).lower()}", "autorestart=true",
             f"startsecs={math.ceil(self.min_uptime_ms / 1000)}", f"startretries={self.max_restarts}",
             "stopsignal=INT", "stopwaitsecs=5", "stopasgroup=true", "killasgroup=true",
             f"stdout_logfile={self.out}", f"stderr_logfile={self.err}",
@@ -361,6 +361,10 @@ class Manager:
 
     def start(self, apps: list[App], timeout: float) -> float:
         raise NotImplementedError
+
+    def start_one(self, app: App, timeout: float) -> float:
+        """Seconds until the command that starts one more app (the daemon already up) returns."""
+        return self.start([app], timeout)
 
     def delete_all(self, timeout: float) -> None:
         raise NotImplementedError
@@ -593,6 +597,14 @@ class Supervisord(Manager):
         (self.programs / "apps.conf").write_text("\n".join(a.supervisor_section() for a in apps))
         return timed(self.ctl("update"), self.env, timeout)
 
+    def start_one(self, app: App, timeout: float) -> float:
+        """`supervisorctl start NAME` of a program added (not started) by `update` first."""
+        conf = self.programs / "apps.conf"
+        before = conf.read_text() if conf.exists() else ""
+        conf.write_text(before + "\n" + app.supervisor_section(autostart=False))
+        run(self.ctl("update"), self.env, timeout)
+        return timed(self.ctl("start", app.name), self.env, timeout)
+
     def delete_all(self, timeout: float) -> None:
         # `update` alone stops removed groups one per second; `stop all` stops them together
         t = time.monotonic()
@@ -694,6 +706,7 @@ ROWS: list[Row] = [
     Row("restart", "restart after a stable exit (exit -> first line)", "ms", 1),
     Row("crash_cpu", "crash loop {crash_s:.0f} s: daemon + children CPU", "% core", 2),
     Row("crash_starts", "crash loop {crash_s:.0f} s: child starts", "count", 0),
+    Row("start", "start of one app, daemon up: the command returns", "s", 3),
     Row("cold_floor", "{cold_apps} children spawned directly (the floor)", "s", 3, shared=True),
     Row("cold", "{cold_apps} apps: start -> all online", "s", 3),
     Row("cold_cmd", "{cold_apps} apps: start command returns", "s", 3),
@@ -822,6 +835,7 @@ TARGETS: list[Target] = [
     cross_target("idle_guard", "idle", "supervisord", 1.0, "<=supervisord's idle"),
     ratio_target("restart", "pm2", 1.0, "<=pm2"),
     abs_target("crash_cpu", 10.0, "<10% of a core"),
+    ratio_target("start", "pm2", 1.5, "<=1.5x pm2"),
     ratio_target("cold", "supervisord", 0.8, "<=0.8x supervisord"),
     ratio_target("log_rate", "supervisord", 1.2, ">=1.2x supervisord", at_least=True),
     ratio_target("log_cpu_mb", "supervisord", 1 / 1.2, "<=supervisord/1.2 (0.833x)"),
@@ -1012,6 +1026,24 @@ class Bench:
             if m.key != "pyvm2":
                 for r in ("list_m", "jlist_m"):
                     self.na(r, m.key, "pyvm2 only")
+        for m in self.managers:
+            if m.broken:
+                continue
+            try:
+                m.delete_all(self.delete_timeout())
+            except BenchError as e:
+                m.broken = f"delete failed: {e}"
+
+    def phase_start(self) -> None:
+        """One app at a time with the daemon up, the managers in turn each round so that the
+        machine's noise hits all alike; each app is running before the next round."""
+        for rep in range(self.size["start_reps"]):
+            for m in self.managers:
+                def go(m=m, rep=rep) -> None:
+                    [app], markers = self.sleepers(m, f"st{rep}-", 1)
+                    self.put("start", m.key, m.start_one(app, 60))
+                    wait_for(lambda: count_markers(markers) >= 1, 60, "the app online")
+                self.phase(f"start one {rep + 1}", ["start"], m, go, cleanup=False)
         for m in self.managers:
             if m.broken:
                 continue
@@ -1665,6 +1697,7 @@ class Bench:
 #: --phases names -> what each runs, in this order
 PHASES: dict[str, list[Callable[[Bench], None]]] = {
     "list": [Bench.phase_list],
+    "start": [Bench.phase_start],
     "cold": [Bench.phase_cold_floor, Bench.phase_cold],
     "restart": [Bench.phase_restart],
     "crash": [Bench.phase_crash],

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from pyvm2 import __version__, protocol
@@ -16,6 +17,8 @@ from pyvm2.tail import tail_lines
 
 #: How long a CLI waits for a daemon it started to accept connections.
 START_DEADLINE_S = 15.0
+#: A reply that takes longer than this calls `Client.on_slow` (the CLI's progress line).
+SLOW_AFTER_S = 1.0
 
 
 class Client:
@@ -26,6 +29,10 @@ class Client:
         self._next_id = 1
         self.spawned = False
         self.daemon_version: str | None = None
+        #: Called when a reply takes longer than SLOW_AFTER_S, with the client, the command and
+        #: the seconds left of its timeout (None: no limit); returns once the reply is readable
+        #: (or the time is up). Nothing is done before that second has passed.
+        self.on_slow: Callable[[Client, str, float | None], None] | None = None
 
     # ---- connection ----------------------------------------------------------------------
     def _try_connect(self) -> bool:
@@ -99,6 +106,19 @@ class Client:
             self.sock = None
 
     # ---- requests ------------------------------------------------------------------------
+    def _reply_within(self, seconds: float, timeout: float | None) -> bool:
+        """Whether the reply (or the end of the connection) arrives within `seconds`; the reply
+        stays unread, and the socket's timeout is `timeout` again afterwards."""
+        assert self.sock is not None
+        self.sock.settimeout(seconds)
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.sock.settimeout(timeout)
+
     def call(self, cmd: str, args: dict[str, Any] | None = None,
              timeout: float | None = 60.0) -> Any:
         """Send `cmd` (its arguments checked against `protocol.COMMANDS`), return the reply's data."""
@@ -127,6 +147,10 @@ class Client:
         self.sock.settimeout(timeout)
         try:
             self.sock.sendall(request)
+            if self.on_slow is not None and (timeout is None or timeout > SLOW_AFTER_S) \
+                    and not self._reply_within(SLOW_AFTER_S, timeout):
+                self.on_slow(self, cmd, None if timeout is None else timeout - SLOW_AFTER_S)
+                self.sock.settimeout(timeout)
             line = self._file.readline()
         except TimeoutError:
             raise DaemonError(f"the daemon did not answer `{cmd}` within {timeout:.0f}s",

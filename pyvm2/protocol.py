@@ -144,6 +144,8 @@ _TARGETS_REQUIRED = Arg("targets", "strs", doc="names, ids, namespaces or `all`"
 _APPS = Arg("apps", "objects", (), "AppSpec.to_dict() of each app")
 _BASE_ENV = Arg("base_env", "env", {}, "the CLI's environment, under each app's env")
 _IDS_LIST = ("ids", "list")
+_WAIT = Arg("wait", "bool", False, "answer once each instance's outcome is known (online for "
+            "min(min_uptime, 1 s), or settled), not as soon as it runs")
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("hello", "handshake: each side's version",
@@ -158,11 +160,13 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             (Arg("targets", "strs", ("all",)),), "list"),
     Command("start", "start apps from specs, or known processes by target",
             (_TARGETS, _APPS, _BASE_ENV,
-             Arg("from_file", "bool", False, "apps come from a file: update, do not refuse")),
+             Arg("from_file", "bool", False, "apps come from a file: update, do not refuse"),
+             _WAIT),
             ("actions", "list")),
     Command("restart", "restart processes by target, or apply specs (starting new ones)",
             (_TARGETS, _APPS, _BASE_ENV, Arg("toggle_watch", "bool", False),
-             Arg("update_env", "bool", False, "targets take base_env as their new environment")),
+             Arg("update_env", "bool", False, "targets take base_env as their new environment"),
+             _WAIT),
             _IDS_LIST),
     Command("reload", "replace running processes one at a time with no gap (start, wait until "
             "ready, stop the old); apply specs, starting new apps",
@@ -197,7 +201,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "request line on it changes what it receives",
             (Arg("samples", "bool", None, "also stream cpu and memory samples; none: unchanged"),
              Arg("logs", "list", None, "names, ids or `all` whose output to stream; none: "
-                 "unchanged")),
+                 "unchanged"),
+             Arg("progress", "bool", None, "also stream the progress of the long commands of "
+                 "the same client process (type `progress`: verb, done, total, waiting)")),
             ("subscribed", "queue_max"), events=True),
     Command("history", "the last hour of cpu and memory of the given processes (all by default)",
             (_TARGETS,), ("interval_s", "size", "apps"), events=True),

@@ -11,6 +11,8 @@ from pyvm2.errors import Pyvm2Error
 
 #: Everything after `--` on the command line: the script's own arguments.
 SCRIPT_ARGS: list[str] | None = None
+#: A slow command may show its progress line on a terminal's stderr (not with -s/--silent).
+PROGRESS = True
 
 
 def _paint(text: str, style: str, stream: Any) -> str:
@@ -55,7 +57,7 @@ def fail(err: Pyvm2Error) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    global SCRIPT_ARGS
+    global SCRIPT_ARGS, PROGRESS
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" in argv:
         cut = argv.index("--")
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 
             term.NO_COLOR = True
         if parsed.silent:
+            PROGRESS = False
             sys.stdout = open(os.devnull, "w")
         from pyvm2.cli.dispatch import run
 

@@ -99,12 +99,33 @@ def _report(actions: list[dict]) -> None:
             cli.info(f"[{a['name']}]({a['pm_id']}) {a['action']}")
 
 
-def _exit_if_errored(procs: list[dict], ids: set[int]) -> None:
-    bad = [p for p in procs if p.get("pm_id") in ids and p.get("pm2_env", {}).get("status") == "errored"]
+def _exit_if_errored(procs: list[dict], ids: set[int], wait: bool = False) -> None:
+    """Exit 1 if one of the apps is errored (it could not start, or gave up); with `wait`,
+    also if one crashed: it waits to restart, or stopped by itself, after a failing exit."""
+    bad = [p for p in procs if p.get("pm_id") in ids and _failed(p.get("pm2_env", {}), wait)]
     if bad:
         p = bad[0]
-        raise Pyvm2Error(f"{p['name']} ({p['pm_id']}) is errored: {p['pm2_env'].get('status_reason')}",
+        env = p["pm2_env"]
+        what = "is errored" if env.get("status") == "errored" else f"crashed ({env.get('status')})"
+        raise Pyvm2Error(f"{p['name']} ({p['pm_id']}) {what}: {env.get('status_reason')}",
                          f"see its output with: pyvm2 logs {p['name']} --nostream")
+
+
+def _failed(env: dict, wait: bool) -> bool:
+    status = env.get("status")
+    if status == "errored":
+        return True
+    if not wait or status not in ("waiting restart", "stopped") or env.get("desired") != "running":
+        return False
+    reason = str(env.get("status_reason") or "")
+    if "stop_exit_codes" in reason:
+        return False   # an exit the app's definition lists as its normal end
+    return env.get("exit_code") not in (0, None) or reason.startswith("killed by")
+
+
+_WaitOpt = Annotated[bool, typer.Option(
+    "--wait", help="return once each app's outcome is known (online for min(min_uptime, 1 s), "
+                   "or crashed: then exit 1 with the reason), not as soon as it runs")]
 
 
 def _with_option_flags(func: Callable[..., None]) -> Callable[..., None]:
@@ -162,6 +183,7 @@ def start(
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="only these apps of the file (comma separated)")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="start the script again even if its app runs: as pyvm2 runs one app per name, the copies join it as more instances")] = False,
+    wait: _WaitOpt = False,
     **options: Any,
 ) -> None:
     from pyvm2 import ecosystem
@@ -197,7 +219,7 @@ def start(
             apps = [_apply_flags(a, flags) for a in apps]
         client = _client()
         res = client.call("start", {"apps": [a.to_dict() for a in apps], "base_env": base_env,
-                                    "from_file": True}, timeout=None)
+                                    "from_file": True, "wait": wait}, timeout=None)
     elif _looks_like_script(first) and (force or os.path.exists(os.path.expanduser(first))
                                         or not _names_apps(client := _client(), targets)):
         if env:
@@ -231,23 +253,24 @@ def start(
         if force:
             specs = _with_copies(specs, client.call("list"))
         res = client.call("start", {"apps": [spec.to_dict() for spec in specs], "base_env": base_env,
-                                    "from_file": force}, timeout=None)
+                                    "from_file": force, "wait": wait}, timeout=None)
         same = [] if force else [a for a in res["actions"] if a["action"] == "unchanged"]
         if same:
-            again = client.call("restart", {"targets": [str(a["pm_id"]) for a in same]}, timeout=None)
+            again = client.call("restart", {"targets": [str(a["pm_id"]) for a in same],
+                                            "wait": wait}, timeout=None)
             for a in same:
                 a["action"] = "restarted"
             res["list"] = again["list"]
     else:
         client = client or _client()
         try:
-            res = client.call("start", {"targets": targets}, timeout=None)
+            res = client.call("start", {"targets": targets, "wait": wait}, timeout=None)
         except NotFound:
             raise NotFound(f"{first}: no such file, and no app of that name",
                            "give a script path (./worker.py), an ecosystem file, or a name from pyvm2 list") from None
     _report(res["actions"])
     print_table(res["list"])
-    _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]})
+    _exit_if_errored(res["list"], {a["pm_id"] for a in res["actions"]}, wait)
 
 
 def _names_apps(client: Client, targets: list[str]) -> bool:
@@ -340,6 +363,7 @@ def restart(
     env: Annotated[str | None, typer.Option("--env", help="use env_<NAME> from the ecosystem file")] = None,
     only: Annotated[list[str] | None, typer.Option("--only")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="turn watching on or off (toggles, as pm2)")] = False,
+    wait: _WaitOpt = False,
     update_env: Annotated[bool, typer.Option("--update-env", "-a", help="give the apps the current environment (else they keep the one they were started with)")] = False,
 ) -> None:
     from pyvm2 import ecosystem
@@ -351,11 +375,11 @@ def restart(
         for w in loaded.warnings:
             cli.warn(w)
         res = _client().call("restart", {"apps": [a.to_dict() for a in loaded.apps],
-                                          "base_env": base_env}, timeout=None)
+                                          "base_env": base_env, "wait": wait}, timeout=None)
     else:
         if env:
             raise UsageError("--env needs an ecosystem file", "pyvm2 restart ecosystem.json --env production")
-        extra: dict[str, Any] = {"toggle_watch": watch, "update_env": update_env}
+        extra: dict[str, Any] = {"toggle_watch": watch, "update_env": update_env, "wait": wait}
         if update_env:
             extra["base_env"] = _base_env()
         res = _action("restart", targets, extra)
@@ -363,7 +387,7 @@ def restart(
     if not update_env and not (targets and ecosystem.is_ecosystem_file(targets[0])):
         cli.info("Use --update-env to update environment variables")
     print_table(res["list"])
-    _exit_if_errored(res["list"], set(res.get("ids") or []))
+    _exit_if_errored(res["list"], set(res.get("ids") or []), wait)
 
 
 def _file_apps(path: str, env: str | None, only: list[str] | None) -> tuple[list[dict], dict]:
@@ -577,6 +601,7 @@ def kill() -> None:
     except DaemonNotRunning:
         cli.info("pyvm2 daemon is not running")
         return
+    quick.show_progress(client)
     pid = daemon_pid(client.home)
     res = client.call("kill", timeout=None)
     cli.info(f"[v] All Applications Stopped ({res['stopped']})")

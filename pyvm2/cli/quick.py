@@ -18,7 +18,21 @@ FAST = {}
 def _client() -> Client:
     from pyvm2.client import Client
 
-    return Client().connect()
+    return show_progress(Client().connect())
+
+
+def show_progress(client: Client) -> Client:
+    """Let a slow command of `client` show its progress line, if stderr is a terminal."""
+    if cli.PROGRESS and sys.stderr.isatty():
+        client.on_slow = _progress
+    return client
+
+
+def _progress(client: Client, cmd: str, timeout: float | None) -> None:
+    """A reply is slow: show the command's progress on the terminal until it comes."""
+    from pyvm2.cli.progress import follow
+
+    follow(client, cmd, timeout)
 
 
 def _width() -> int:

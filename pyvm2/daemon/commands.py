@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import __version__, protocol
@@ -21,11 +22,30 @@ from pyvm2.values import check_name
 
 if TYPE_CHECKING:
     from pyvm2.daemon.daemon import Daemon
+    from pyvm2.daemon.events import Progress
 
-#: `start` and `restart` answer once every instance is settled, or after this long.
+#: `start` and `restart` answer once every instance has reached its goal, or after this long.
 SETTLE_DEADLINE_S = 20.0
-#: An instance online this long (or min_uptime, if shorter) counts as started.
+#: With `wait`, an instance online this long (or min_uptime, if shorter) counts as started.
 SETTLE_ONLINE_S = 1.0
+
+Goal = Callable[[ManagedProcess], bool]
+
+
+def running(p: ManagedProcess) -> bool:
+    """The goal of `start` and `restart`: the instance was spawned (its pid is known) and, if it
+    must say it is ready (wait_ready), it did or listen_timeout passed; or it could not start.
+    A crash right after shows in the next `list`."""
+    return p.status is not Status.LAUNCHING
+
+
+def outcome_known(p: ManagedProcess) -> bool:
+    """The goal with `wait`: online for min(min_uptime, SETTLE_ONLINE_S), or come to rest
+    (stopped, errored, waiting to restart after an exit)."""
+    if p.status == Status.ONLINE and p.run is not None:
+        need = min(p.spec.min_uptime / 1000, SETTLE_ONLINE_S)
+        return time.monotonic() - p.run.started_mono >= need
+    return is_settled(p.status) or p.status == Status.WAITING_RESTART
 
 
 class Commands:
@@ -36,22 +56,29 @@ class Commands:
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
 
-    async def _settle(self, procs: list[ManagedProcess]) -> None:
-        """Wait until each instance has clearly started, or settled, so the table is true."""
+    @staticmethod
+    def _goal(wait: bool) -> Goal:
+        return outcome_known if wait else running
+
+    @staticmethod
+    async def _settle(procs: list[ManagedProcess], goal: Goal,
+                      prog: Progress | None = None) -> None:
+        """Wait until each instance reached `goal` (marking it done in `prog`), or for
+        SETTLE_DEADLINE_S; then the table the command prints is true."""
         deadline = time.monotonic() + SETTLE_DEADLINE_S
-        while time.monotonic() < deadline:
-            pending = False
-            for p in procs:
-                if p.status == Status.ONLINE and p.run is not None:
-                    need = min(p.spec.min_uptime / 1000, SETTLE_ONLINE_S)
-                    if time.monotonic() - p.run.started_mono < need:
-                        pending = True
-                elif not (is_settled(p.status) or p.status == Status.WAITING_RESTART):
-                    pending = True
-            if not pending:
+        pending = list(procs)
+        while True:
+            left = []
+            for p in pending:
+                if goal(p):
+                    if prog is not None:
+                        prog.done(p)
+                else:
+                    left.append(p)
+            pending = left
+            if not pending or time.monotonic() >= deadline:
                 return
             await asyncio.sleep(0.05)
-
 
     def _specs(self, apps: list[dict[str, Any]]) -> list[AppSpec]:
         """The door for app definitions a client sends: each must be usable, or nothing runs."""
@@ -101,25 +128,29 @@ class Commands:
         return self.d.snapshot(self.d.resolve(targets))
 
     async def cmd_start(self, targets: list[str], apps: list[dict[str, Any]],
-                        base_env: dict[str, str], from_file: bool) -> dict:
-        """Start apps from specs (file or script), or existing processes by target."""
+                        base_env: dict[str, str], from_file: bool, wait: bool) -> dict:
+        """Start apps from specs (file or script), or existing processes by target; answer
+        once each runs (see `running`), or with `wait` once its outcome is known."""
         if targets and apps:
             raise BadRequest("start: give targets or apps, not both")
         if targets:  # as pm2: a running app is restarted, a stopped one started
             procs = self._runnable(self.d.resolve(targets))
             running = {p.pm_id for p in procs if p.run is not None}
-            await asyncio.gather(*(p.restart() if p.pm_id in running else p.start()
-                                   for p in procs))
-            await self._settle(procs)
+            goal = self._goal(wait)
+            with self.d.events.progress("starting", procs) as prog:
+                await asyncio.gather(*(prog.track(p, p.restart() if p.pm_id in running
+                                                  else p.start(), goal) for p in procs))
+                await self._settle(procs, goal, prog)
             return {"actions": [{"pm_id": p.pm_id, "name": p.name,
                                  "action": "restarted" if p.pm_id in running else "started"}
                                 for p in procs],
                     "list": self.d.snapshot()}
-        actions, _ = await self._start_specs(self._specs(apps), base_env, from_file)
+        actions, _ = await self._start_specs(self._specs(apps), base_env, from_file, wait)
         return {"actions": actions, "list": self.d.snapshot()}
 
     async def _start_specs(self, specs: list[AppSpec], base_env: dict[str, str],
-                           from_file: bool) -> tuple[list[dict], list[ManagedProcess]]:
+                           from_file: bool, wait: bool = False
+                           ) -> tuple[list[dict], list[ManagedProcess]]:
         if not from_file:
             for spec in specs:
                 running = [p for p in self.d.by_name(spec.name) if p.run is not None]
@@ -135,7 +166,8 @@ class Commands:
                     raise UsageError(f"{spec.name}: {e.message}", e.hint, code=1) from None
         actions: list[dict] = []
         touched: list[ManagedProcess] = []
-        tasks = []
+        tasks: list[Awaitable[Any]] = []
+        ops: list[tuple[ManagedProcess, Awaitable[Any]]] = []
         for spec in specs:
             # the file's `instances` wins over a `scale`: the highest instances go, or the
             # free instance numbers are filled
@@ -150,12 +182,12 @@ class Commands:
                 touched.append(p)
                 self.d.broken.pop(p.pm_id, None)  # it gets a checked definition now
                 if p.spec.definition() != spec.definition() and p.run is not None:
-                    tasks.append(p.restart("definition changed", spec=spec, base_env=base_env))
+                    ops.append((p, p.restart("definition changed", spec=spec, base_env=base_env)))
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "restarted"})
                 elif p.run is None and spec.autostart:
                     p.replace_spec(spec)
                     p.base_env = base_env
-                    tasks.append(p.start())
+                    ops.append((p, p.start()))
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "started"})
                 elif p.run is None:
                     p.replace_spec(spec)
@@ -163,33 +195,44 @@ class Commands:
                 else:
                     p.spec = spec  # the same definition; `instances` and `source` may differ
                     actions.append({"pm_id": p.pm_id, "name": p.name, "action": "unchanged"})
-        await asyncio.gather(*tasks)
-        await self._settle(touched)
+        goal = self._goal(wait)
+        with self.d.events.progress("starting", touched) as prog:
+            await asyncio.gather(*tasks, *(prog.track(p, op, goal) for p, op in ops))
+            await self._settle(touched, goal, prog)
         return actions, touched
 
     async def cmd_restart(self, targets: list[str], apps: list[dict[str, Any]],
-                          base_env: dict[str, str], toggle_watch: bool, update_env: bool) -> dict:
+                          base_env: dict[str, str], toggle_watch: bool, update_env: bool,
+                          wait: bool) -> dict:
+        """Restart; answer once each instance runs again (see `running`), or with `wait` once
+        its outcome is known. Apps of a file not known yet are started."""
         if targets and apps:
             raise BadRequest("restart: give targets or apps, not both")
+        goal = self._goal(wait)
+        started: list[ManagedProcess] = []
         if apps:
             specs = self._specs(apps)
             procs = [p for s in specs for p in self.d.by_name(s.name)]
             for p in procs:
                 self.d.broken.pop(p.pm_id, None)  # it gets a checked definition now
             by_name = {s.name: s for s in specs}
-            await asyncio.gather(*(p.restart(spec=by_name[p.name], base_env=base_env)
-                                   for p in procs))
-            missing = [s for s in specs if not self.d.by_name(s.name)]
-            if missing:
-                _, started = await self._start_specs(missing, base_env, from_file=True)
-                procs += started
+            with self.d.events.progress("restarting", procs) as prog:
+                await asyncio.gather(*(prog.track(p, p.restart(spec=by_name[p.name],
+                                                               base_env=base_env), goal)
+                                       for p in procs))
+                missing = [s for s in specs if not self.d.by_name(s.name)]
+                if missing:
+                    _, started = await self._start_specs(missing, base_env, True, wait)
+                await self._settle(procs, goal, prog)
         else:
             procs = self._runnable(self.d.resolve(targets))
             env = base_env if update_env else None  # pm2: the first start's env, unless asked
-            await asyncio.gather(*(p.restart(
-                spec=dataclasses.replace(p.spec, watch=not p.spec.watch) if toggle_watch else None,
-                base_env=env) for p in procs))
-        await self._settle(procs)
+            with self.d.events.progress("restarting", procs) as prog:
+                await asyncio.gather(*(prog.track(p, p.restart(
+                    spec=dataclasses.replace(p.spec, watch=not p.spec.watch) if toggle_watch
+                    else None, base_env=env), goal) for p in procs))
+                await self._settle(procs, goal, prog)
+        procs += started
         return {"ids": [p.pm_id for p in procs], "list": self.d.snapshot()}
 
     async def cmd_reload(self, targets: list[str], apps: list[dict[str, Any]],
@@ -217,24 +260,26 @@ class Commands:
                     raise UsageError(f"{wanted.name}: {e.message}", e.hint, code=1) from None
         done: list[str] = []
         env = base_env if (update_env or apps) else None
-        for p in procs:
-            spec = specs_by_name.get(p.name)
-            if spec is not None:
-                self.d.broken.pop(p.pm_id, None)
-                if spec.instances <= p.instance:
-                    continue
-            try:
-                action = await p.reload(spec=spec, base_env=env)
-            except ReloadFailed as e:
-                so_far = f" ({', '.join(done)} replaced before it)" if done else ""
-                raise Pyvm2Error(f"reload stopped: {e.message}{so_far}", e.hint) from None
-            done.append(p.label)
-            self.d.log(f"App [{p.label}] {action}")
+        with self.d.events.progress("reloading", procs) as prog:
+            for p in procs:
+                spec = specs_by_name.get(p.name)
+                if spec is not None:
+                    self.d.broken.pop(p.pm_id, None)
+                    if spec.instances <= p.instance:
+                        prog.done(p)
+                        continue
+                try:
+                    action = await p.reload(spec=spec, base_env=env)
+                except ReloadFailed as e:
+                    so_far = f" ({', '.join(done)} replaced before it)" if done else ""
+                    raise Pyvm2Error(f"reload stopped: {e.message}{so_far}", e.hint) from None
+                prog.done(p)
+                done.append(p.label)
+                self.d.log(f"App [{p.label}] {action}")
         for wanted in specs_by_name.values():  # more instances than before
             if len(self.d.by_name(wanted.name)) != wanted.instances:
                 _, more = await self._start_specs([wanted], base_env, from_file=True)
                 started += more
-        await self._settle(started)
         return {"ids": [p.pm_id for p in procs + started], "list": self.d.snapshot()}
 
     def _instances(self, name: str) -> list[ManagedProcess]:
@@ -264,7 +309,8 @@ class Commands:
             extra = procs[wanted:]
             for p in procs[:wanted]:
                 p.spec = dataclasses.replace(p.spec, instances=wanted)
-            await asyncio.gather(*(self.d.remove(p) for p in extra))
+            with self.d.events.progress("deleting", extra) as prog:
+                await asyncio.gather(*(prog.track(p, self.d.remove(p)) for p in extra))
             actions = [{"pm_id": p.pm_id, "name": name, "action": "deleted"} for p in extra]
             return {"actions": actions, "list": self.d.snapshot()}
         template = self._runnable(procs)[0]
@@ -275,8 +321,9 @@ class Commands:
         added = [self.d.add(spec, i, template.base_env)
                  for i in _free_instances(procs, wanted - current)]
         if run:
-            await asyncio.gather(*(p.start() for p in added))
-            await self._settle(added)
+            with self.d.events.progress("starting", added) as prog:
+                await asyncio.gather(*(prog.track(p, p.start(), running) for p in added))
+                await self._settle(added, running, prog)
         else:
             for p in added:
                 p.hooks.changed()
@@ -289,8 +336,9 @@ class Commands:
         """Stop, tier by tier; watching pauses until the next start, or with `unwatch` (pm2's
         `stop --watch`) ends: the app runs unwatched from then on."""
         procs = self.d.resolve(targets)
-        for tier in stop_tiers(procs):
-            await asyncio.gather(*(p.stop() for p in tier))
+        with self.d.events.progress("stopping", procs) as prog:
+            for tier in stop_tiers(procs):
+                await asyncio.gather(*(prog.track(p, p.stop()) for p in tier))
         if unwatch:
             for p in procs:
                 if p.spec.watch:
@@ -299,7 +347,8 @@ class Commands:
 
     async def cmd_delete(self, targets: list[str]) -> dict:
         procs = self.d.resolve(targets)
-        await asyncio.gather(*(self.d.remove(p) for p in procs))
+        with self.d.events.progress("deleting", procs) as prog:
+            await asyncio.gather(*(prog.track(p, self.d.remove(p)) for p in procs))
         if not self.d.procs:
             self.d.next_id = 0
         return {"ids": [p.pm_id for p in procs], "list": self.d.snapshot()}
@@ -419,8 +468,9 @@ class Commands:
             else:
                 p.hooks.changed()
                 actions.append({"name": p.name, "pm_id": p.pm_id, "action": "restored stopped"})
-        await asyncio.gather(*(p.start() for p in started))
-        await self._settle(started)
+        with self.d.events.progress("starting", started) as prog:
+            await asyncio.gather(*(prog.track(p, p.start(), running) for p in started))
+            await self._settle(started, running, prog)
         return {"actions": actions, "list": self.d.snapshot()}
 
     async def cmd_handover(self) -> dict:

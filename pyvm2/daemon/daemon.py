@@ -397,12 +397,14 @@ class Daemon:
     async def stop_all(self, keep_desired: bool = False) -> list[ManagedProcess]:
         """Stop every app; return those still running afterwards (their stop failed)."""
         procs = list(self.procs.values())
-        for tier in stop_tiers(procs):
-            results = await asyncio.gather(*(p.stop("daemon stopping", keep_desired=keep_desired)
-                                             for p in tier), return_exceptions=True)
-            for p, r in zip(tier, results, strict=True):
-                if isinstance(r, BaseException):
-                    self.log(f"App [{p.label}] could not be stopped: {r!r}")
+        with self.events.progress("stopping", procs) as prog:
+            for tier in stop_tiers(procs):
+                results = await asyncio.gather(
+                    *(prog.track(p, p.stop("daemon stopping", keep_desired=keep_desired))
+                      for p in tier), return_exceptions=True)
+                for p, r in zip(tier, results, strict=True):
+                    if isinstance(r, BaseException):
+                        self.log(f"App [{p.label}] could not be stopped: {r!r}")
         return [p for p in procs if p.run is not None]
 
     def reopen_logs(self) -> None:

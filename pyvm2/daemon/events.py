@@ -1,14 +1,15 @@
-"""Subscriptions on the socket (state changes, restarts with their reasons, app output, samples)
-and the last hour of cpu and memory per process."""
+"""Subscriptions on the socket (state changes, restarts with their reasons, app output, samples,
+the progress of a client's long command) and the last hour of cpu and memory per process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import time
 from array import array
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import protocol
@@ -25,6 +26,9 @@ QUEUE_MAX = 4096
 MAX_PARTIAL = 65536
 #: Commands this module answers on the socket (declared in protocol.COMMANDS).
 COMMANDS = frozenset(n for n, c in protocol.COMMANDS.items() if c.events)
+#: The pid of the client whose request is being served (from the socket's peer credentials);
+#: a command's progress is streamed to subscriptions of that same client.
+CLIENT: contextvars.ContextVar[int | None] = contextvars.ContextVar("client", default=None)
 
 
 def claim(line: bytes) -> dict | None:
@@ -98,6 +102,8 @@ class Subscriber:
         self.log_all = False
         self.log_ids: set[int] = set()
         self.log_names: set[str] = set()
+        self.progress_of: int | None = None   # the client pid whose progress it follows
+        self.progress_msg: bytes | None = None  # the latest, not yet sent: only the last counts
         self.update(args)
 
     def update(self, args: Mapping[str, Any]) -> None:
@@ -111,6 +117,8 @@ class Subscriber:
             self.log_ids = {int(x) for x in logs if isinstance(x, int) or
                             (isinstance(x, str) and x.isdigit())}
             self.log_names = {x for x in logs if isinstance(x, str)}
+        if args.get("progress"):
+            self.progress_of = CLIENT.get()
 
     def wants_logs(self, p: ManagedProcess) -> bool:
         return self.log_all or p.pm_id in self.log_ids or p.name in self.log_names or \
@@ -122,6 +130,50 @@ class Subscriber:
             return
         self.queue.append(msg)
         self.wake.set()
+
+    def set_progress(self, msg: bytes) -> None:
+        self.progress_msg = msg
+        self.wake.set()
+
+
+class Progress:
+    """How far one client's command is: its instances, in order, and those not done yet. The
+    command marks each instance done when it reached the command's goal; a subscription of the
+    same client (`subscribe` with `progress`) receives each change."""
+
+    def __init__(self, events: Events, client: int | None, verb: str,
+                 procs: Iterable[ManagedProcess]) -> None:
+        self.events = events
+        self.client = client
+        self.verb = verb
+        self.pending: dict[int, str] = {p.pm_id: p.label for p in procs}
+        self.total = len(self.pending)
+
+    def __enter__(self) -> Progress:
+        if self.client is not None:
+            self.events.progress_opened(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.events.progress_closed(self)
+
+    def done(self, p: ManagedProcess) -> None:
+        if self.pending.pop(p.pm_id, None) is not None and self.client is not None:
+            self.events.progressed(self)
+
+    async def track(self, p: ManagedProcess, op: Awaitable[Any],
+                    goal: Callable[[ManagedProcess], bool] | None = None) -> None:
+        """Run `op`; `p` is done after it if `goal` holds (or there is none)."""
+        await op
+        if goal is None or goal(p):
+            self.done(p)
+
+    def message(self) -> bytes:
+        waiting = next(iter(self.pending.values()), None)
+        return protocol.encode({"type": "progress", "verb": self.verb,
+                                "done": self.total - len(self.pending), "total": self.total,
+                                "waiting": waiting})
 
 
 class Events:
@@ -135,6 +187,39 @@ class Events:
         self.dropped_total = 0
         self._restarts: dict[int, int] = {}
         self._partial: dict[tuple[int, str], bytes] = {}
+        self._progress: dict[int, list[Progress]] = {}   # client pid -> its open records
+
+    # ---- progress ------------------------------------------------------------------------
+    def progress(self, verb: str, procs: Iterable[ManagedProcess]) -> Progress:
+        """A record of the current client's command (a context manager: open while it runs)."""
+        return Progress(self, CLIENT.get(), verb, procs)
+
+    def progress_opened(self, prog: Progress) -> None:
+        assert prog.client is not None
+        self._progress.setdefault(prog.client, []).append(prog)
+        self.progressed(prog)
+
+    def progress_closed(self, prog: Progress) -> None:
+        assert prog.client is not None
+        stack = self._progress.get(prog.client, [])
+        if prog in stack:
+            stack.remove(prog)
+        if not stack:
+            self._progress.pop(prog.client, None)
+        elif stack[-1] is not prog:
+            self.progressed(stack[-1])
+
+    def progressed(self, prog: Progress) -> None:
+        """Hand the record's state to the subscriptions that follow its client (only the
+        innermost open record of a client is shown)."""
+        stack = self._progress.get(prog.client) if prog.client is not None else None
+        if not stack or stack[-1] is not prog:
+            return
+        msg: bytes | None = None
+        for s in self.subscribers:
+            if s.progress_of == prog.client:
+                msg = msg or prog.message()
+                s.set_progress(msg)
 
     # ---- hooks ---------------------------------------------------------------------------
     def state(self, p: ManagedProcess) -> None:
@@ -224,6 +309,9 @@ class Events:
                       writer: asyncio.StreamWriter) -> None:
         sub = Subscriber(args)
         self.subscribers.add(sub)
+        stack = self._progress.get(sub.progress_of) if sub.progress_of is not None else None
+        if stack:
+            sub.set_progress(stack[-1].message())
         listener = asyncio.get_running_loop().create_task(self._listen(sub, reader))
         try:
             writer.write(protocol.ok(rid, {"subscribed": True, "queue_max": QUEUE_MAX}))
@@ -235,6 +323,9 @@ class Events:
                     return
                 batch = list(sub.queue)
                 sub.queue.clear()
+                if sub.progress_msg is not None:
+                    batch.append(sub.progress_msg)
+                    sub.progress_msg = None
                 if sub.dropped:
                     self.dropped_total += sub.dropped
                     batch.append(protocol.encode({"type": "dropped", "count": sub.dropped}))
@@ -258,6 +349,10 @@ class Events:
                     req = claim(line)
                     if req is not None and req["cmd"] == "subscribe":
                         sub.update(req["args"])
+                        stack = self._progress.get(sub.progress_of) \
+                            if sub.progress_of is not None else None
+                        if stack:
+                            sub.set_progress(stack[-1].message())
                 except (ValueError, TypeError):
                     break
         except (ConnectionError, OSError, ValueError, asyncio.LimitOverrunError):

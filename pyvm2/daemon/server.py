@@ -22,12 +22,14 @@ if TYPE_CHECKING:
 IDLE_TIMEOUT_S = 300.0
 
 
-def peer_uid(sock: socket.socket) -> int | None:
+def peer(sock: socket.socket) -> tuple[int | None, int | None]:
+    """(pid, uid) of the process at the other end of a unix socket, where the system says."""
     if sys.platform.startswith("linux"):
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return struct.unpack("3i", creds)[1]
+        pid, uid, _ = struct.unpack("3i", creds)
+        return pid, uid
     getpeereid = getattr(os, "getpeereid", None)
-    return getpeereid(sock.fileno()) if getpeereid else None
+    return None, (getpeereid(sock.fileno()) if getpeereid else None)
 
 
 class Server:
@@ -63,11 +65,12 @@ class Server:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             sock = writer.get_extra_info("socket")
-            uid = peer_uid(sock) if sock is not None else None
+            pid, uid = peer(sock) if sock is not None else (None, None)
             if uid is not None and uid != self._uid and uid != 0:
                 writer.write(protocol.error(None, protocol.E_FORBIDDEN, "permission denied"))
                 await writer.drain()
                 return
+            events.CLIENT.set(pid)   # this connection's task: its commands' progress records
             while True:
                 try:
                     line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)

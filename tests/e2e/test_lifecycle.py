@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
-from conftest import Pyvm2, alive, fixture
+from conftest import Pyvm2, alive, fixture, wait_for
 
 JLIST_KEYS = ["name", "pm_id", "pid", "monit", "pm2_env"]
 MONIT_KEYS = ["memory", "cpu"]
@@ -77,24 +78,49 @@ def test_start_returns_only_once_the_apps_are_online(pv: Pyvm2) -> None:
     assert statuses == {"alpha": "online", "beta": "online"}
 
 
-def test_start_of_a_crashing_app_returns_with_its_outcome(pv: Pyvm2) -> None:
-    eco = pv.write_eco([pv.app("crash", "exit_now.py", max_restarts=0)])
-    r = pv.run("start", str(eco))
+def test_start_returns_once_the_app_runs_and_a_crash_shows_in_the_next_list(pv: Pyvm2) -> None:
+    # as pm2: `start` of a script that crashes at once succeeds (it was started); what happened
+    # next is in the list, with its reason
+    eco = pv.write_eco([pv.app("crash", "crash_now.sh", max_restarts=0, min_uptime=5000)])
+    r = pv.ok("start", str(eco))
+    assert re.search(r"│\s*crash\s*│.*│\s*(online|stopping|errored)\s*│", r.out), r
+    p = wait_for(lambda: pv.proc("crash"), lambda p: p["pm2_env"]["status"] == "errored",
+                 what="the crash in the list")
+    assert "exited with code 3" in p["pm2_env"]["status_reason"], p
+
+
+def test_start_wait_of_a_crashing_app_returns_with_its_outcome(pv: Pyvm2) -> None:
+    eco = pv.write_eco([pv.app("crash", "crash_now.sh", max_restarts=0, min_uptime=5000)])
+    r = pv.run("start", str(eco), "--wait")
     assert "Traceback" not in r.out + r.err, r
     assert r.code == 1, r
-    assert "crash" in r.err and "errored" in r.err, r
+    assert "crash" in r.err and "errored" in r.err and "exited with code 3" in r.err, r
     [p] = pv.jlist()
     assert p["pm2_env"]["status"] == "errored", p
 
 
-def test_start_of_a_crash_looping_app_returns_while_it_waits_to_restart(pv: Pyvm2) -> None:
-    eco = pv.write_eco([pv.app("crash", "exit_now.py", max_restarts=50)])
-    r = pv.ok("start", str(eco))
-    # the table `start` prints was true when printed: the crasher already exited once
+def test_start_wait_of_a_crash_looping_app_says_it_crashed(pv: Pyvm2) -> None:
+    eco = pv.write_eco([pv.app("crash", "crash_now.sh", max_restarts=50, min_uptime=5000)])
+    r = pv.run("start", str(eco), "--wait")
+    # the table `start` printed was true when printed: the crasher already exited once
     assert re.search(r"│\s*crash\s*│.*│\s*waiting restart\s*│", r.out), r
+    assert r.code == 1, r
+    assert "crash (0) crashed (waiting restart): exited with code 3" in r.err, r
     assert "started" in pv.read_log("crash")
     assert pv.proc("crash")["pm2_env"]["status"] in ("waiting restart", "launching", "online",
                                                      "stopping")
+
+
+def test_start_wait_of_a_healthy_app_returns_once_it_stayed_up(pv: Pyvm2) -> None:
+    eco = pv.write_eco([pv.app("tick", "ticker.py", min_uptime=800)])
+    pv.ok("start", str(eco), "--wait")
+    [p] = pv.jlist()
+    assert p["pm2_env"]["status"] == "online", p
+    assert time.time() * 1000 - p["pm2_env"]["pm_uptime"] >= 800, p
+    pv.ok("restart", "tick", "--wait")
+    [p] = pv.jlist()
+    assert p["pm2_env"]["status"] == "online" and p["pm2_env"]["restart_time"] == 1, p
+    assert time.time() * 1000 - p["pm2_env"]["pm_uptime"] >= 800, p
 
 
 def test_starting_the_same_file_again_keeps_unchanged_apps_and_restarts_changed_ones(

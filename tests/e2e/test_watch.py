@@ -4,6 +4,7 @@ fix, and `restart --watch`, `stop` and `start` turn watching off and on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -89,6 +90,14 @@ def test_logs_sqlite_wal_pycache_and_git_writes_in_the_watched_cwd_never_restart
     proj.mkdir()
     script = proj / "writer.py"
     script.write_text(Path(fixture("watched_writer.py")).read_text())
+    # the database exists, as a deployed app's does: creating data.db itself is a change the
+    # watch sees (`start` returns, and watching begins, as soon as the app runs)
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(proj / "data.db")) as db:
+        db.execute("pragma journal_mode=wal")
+        db.execute("create table t (n integer, at real)")
+        db.commit()
     eco = pv.write_eco([{"name": "writer", "script": str(script), "cwd": str(proj),
                          "watch": True}])
     pv.ok("start", str(eco))

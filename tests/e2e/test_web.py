@@ -129,10 +129,11 @@ def test_api_actions_logs_history_and_errors(pv):
     r = web.post("/api/apps/all/restart")
     assert r.status == 200 and [a["name"] for a in r.json()["apps"]] == ["tick"]
     assert web.app("pyvm2-web")["pm2_env"]["restart_time"] == 0
-    pv.wait_log("tick", "tick 3")
-    pv.wait_log("tick", "tock 3", stream="err")
-    r = web.get("/api/apps/tick/logs?lines=3")
-    entry = r.json()["apps"][0]
+    # `restart` answers once the new run is spawned: the last lines are the new run's once it
+    # has printed three of each (the stopped run left its SIGINT traceback on stderr)
+    entry = wait_for(lambda: web.get("/api/apps/tick/logs?lines=3").json()["apps"][0],
+                     lambda e: len(e["err"]) == 3 and e["err"][0].startswith("tock ")
+                     and len(e["out"]) == 3, what="three lines of each stream of the new run")
     assert len(entry["out"]) == 3 and all(x.startswith("tick ") for x in entry["out"]), entry
     assert len(entry["err"]) == 3 and all(x.startswith("tock ") for x in entry["err"]), entry
     h = wait_for(lambda: web.get("/api/apps/tick/history").json()["apps"][str(tick["pm_id"])],

@@ -179,8 +179,9 @@ def test_the_page_follows_a_crash(driver, pv):
     assert "killed by SIGKILL" in info
     # an app that keeps crashing ends errored, in red
     r = pv.run("start", str(pv.write_eco([pv.app("crashy", "exit_now.py", max_restarts=1,
-                                                 min_uptime=5000, restart_delay=100)], name="c.json")))
-    assert r.code == 1 and "errored" in r.err, str(r)  # start says so, and so does the page
+                                                 min_uptime=5000, restart_delay=100)], name="c.json")),
+               "--wait")
+    assert r.code == 1 and "errored" in r.err, str(r)  # start --wait says so, and so does the page
     row = until(driver, lambda: table(driver).get("crashy"),
                 lambda r: bool(r) and r["status"] == "errored", what="crashy errored")
     assert "status-errored" in row["statusClass"]

@@ -46,3 +46,59 @@ def test_subscriber_log_filter():
     assert s.log_ids == {3, 7} and "web" in s.log_names and not s.log_all
     s.update({"logs": "all"})
     assert s.log_all
+
+
+class _Proc:
+    """What a progress record reads of an instance."""
+
+    def __init__(self, pm_id: int) -> None:
+        self.pm_id = pm_id
+        self.label = f"app:{pm_id}"
+
+
+def _progress_of(sub: Subscriber) -> dict | None:
+    import json
+
+    return None if sub.progress_msg is None else json.loads(sub.progress_msg)
+
+
+def test_progress_reaches_only_the_subscriptions_of_the_same_client():
+    ev = events.Events(daemon=None)  # type: ignore[arg-type]
+    token = events.CLIENT.set(41)
+    try:
+        mine = Subscriber({"progress": True})
+    finally:
+        events.CLIENT.reset(token)
+    token = events.CLIENT.set(99)
+    try:
+        other = Subscriber({"progress": True})
+    finally:
+        events.CLIENT.reset(token)
+    ev.subscribers.update({mine, other})
+    procs = [_Proc(i) for i in range(3)]
+    token = events.CLIENT.set(41)
+    try:
+        with ev.progress("stopping", procs) as prog:
+            assert _progress_of(mine) == {"type": "progress", "verb": "stopping", "done": 0,
+                                          "total": 3, "waiting": "app:0"}
+            prog.done(procs[1])   # out of order: still waiting for the first
+            prog.done(procs[1])   # counted once
+            assert _progress_of(mine) == {"type": "progress", "verb": "stopping", "done": 1,
+                                          "total": 3, "waiting": "app:0"}
+            prog.done(procs[0])
+            prog.done(procs[2])
+            assert _progress_of(mine)["done"] == 3 and _progress_of(mine)["waiting"] is None
+            with ev.progress("starting", procs[:1]):   # a nested record is the one shown
+                assert _progress_of(mine)["verb"] == "starting"
+            assert _progress_of(mine)["verb"] == "stopping"
+    finally:
+        events.CLIENT.reset(token)
+    assert other.progress_msg is None
+    assert ev._progress == {}   # closed records are forgotten
+
+
+def test_a_command_without_a_known_client_keeps_no_record():
+    ev = events.Events(daemon=None)  # type: ignore[arg-type]
+    with ev.progress("stopping", [_Proc(0)]) as prog:
+        prog.done(_Proc(0))
+    assert ev._progress == {}

@@ -52,8 +52,8 @@ def test_the_start_command_has_exactly_the_rows_flags() -> None:
         for decl in option.flag.decls:
             from_rows.update(decl.split("/"))
     assert from_rows <= declared
-    # --force is how `start` treats a running script, not an option of the app
-    assert declared - from_rows == {"targets", "--env", "--only", "--force", "-f"}
+    # --force is how `start` treats a running script, --wait when it returns: not app options
+    assert declared - from_rows == {"targets", "--env", "--only", "--force", "-f", "--wait"}
 
 
 @pytest.mark.parametrize("foreign", ["startsecs", "startretries", "stopsignal", "stopwaitsecs",
