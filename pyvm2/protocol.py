@@ -153,7 +153,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             ("version", "protocol", "pid", "home")),
     Command("ping", "is the daemon answering", (), ("msg", "pid", "uptime_ms")),
     Command("list", "every process, pm2's jlist shape",
-            (Arg("table", "bool", False, "only the keys the list table shows (TABLE_KEYS)"),),
+            (Arg("table", "bool", False, "only the keys the list table shows (TABLE_KEYS)"),
+             Arg("env", "bool", False, "pm2_env also carries each app's environment, flattened "
+                 "and as `env`, as in pm2's jlist")),
             "list"),
     Command("describe", "the given processes, jlist shape", (_TARGETS_REQUIRED,), "list"),
     Command("targets", "the given processes, or none when nothing is managed",

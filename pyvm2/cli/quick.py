@@ -65,9 +65,9 @@ def list_apps() -> None:
 
 
 def jlist() -> None:
-    # the daemon's own JSON text, compact as pm2's JSON.stringify: nothing to decode and encode
+    # the daemon's JSON text, compact as pm2's JSON.stringify, printed without decoding it
     sys.stdout.flush()
-    sys.stdout.buffer.write(_client().call_json("list"))
+    sys.stdout.buffer.write(_client().call_json("list", {"env": True}))
     sys.stdout.buffer.flush()
 
 

@@ -116,8 +116,23 @@ class Commands:
     async def cmd_ping(self) -> dict:
         return {"msg": "pong", "pid": os.getpid(), "uptime_ms": int((time.time() - self.d.started_at) * 1000)}
 
-    async def cmd_list(self, table: bool) -> protocol.Encoded:
-        return self.d.snapshot(table=table)
+    async def cmd_list(self, table: bool, env: bool) -> protocol.Encoded | list[dict[str, Any]]:
+        """Every instance; with `env`, each one's environment too, as pm2's jlist has it: every
+        variable beside pm2_env's own keys, and the whole as `pm2_env.env` (`pyvm2 jlist`, over
+        the private socket; the web server never asks for it)."""
+        if not env:
+            return self.d.snapshot(table=table)
+        from pyvm2.daemon.spawn import build_env
+
+        procs = list(self.d.procs.values())
+        entries: list[dict[str, Any]] = self.d.snapshot(procs).decoded()
+        for p, entry in zip(procs, entries, strict=True):
+            variables = build_env(p.spec, p.base_env, {})
+            pm2_env = entry["pm2_env"]
+            for k, v in variables.items():
+                pm2_env.setdefault(k, v)
+            pm2_env["env"] = variables
+        return entries
 
     async def cmd_describe(self, targets: list[str]) -> protocol.Encoded:
         return self.d.snapshot(self.d.resolve(targets))

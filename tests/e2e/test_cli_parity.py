@@ -78,6 +78,10 @@ def test_prettylist_id_and_env(pv: Pyvm2) -> None:
     assert "GREETING: hi there" in env.splitlines() and "TICK_S: 0.5" in env.splitlines(), env
     r = pv.run("env", "7")
     assert r.code == 1 and r.err.startswith("[PYVM2][ERROR] process 7 not found"), r
+    # jlist carries the environment as pm2's does: flattened, and as pm2_env.env
+    [entry] = json.loads(pv.ok("jlist").out)
+    assert entry["pm2_env"]["GREETING"] == "hi there" and entry["pm2_env"]["status"] == "online"
+    assert entry["pm2_env"]["env"]["TICK_S"] == "0.5", entry["pm2_env"]
 
 
 def test_list_sort_and_mini(pv: Pyvm2) -> None:
