@@ -1026,6 +1026,10 @@ class Bench:
             if m.key != "pyvm2":
                 for r in ("list_m", "jlist_m"):
                     self.na(r, m.key, "pyvm2 only")
+        self.delete_everywhere()
+
+    def delete_everywhere(self) -> None:
+        """Every manager that still works deletes its apps; one that cannot is marked broken."""
         for m in self.managers:
             if m.broken:
                 continue
@@ -1044,13 +1048,7 @@ class Bench:
                     self.put("start", m.key, m.start_one(app, 60))
                     wait_for(lambda: count_markers(markers) >= 1, 60, "the app online")
                 self.phase(f"start one {rep + 1}", ["start"], m, go, cleanup=False)
-        for m in self.managers:
-            if m.broken:
-                continue
-            try:
-                m.delete_all(self.delete_timeout())
-            except BenchError as e:
-                m.broken = f"delete failed: {e}"
+        self.delete_everywhere()
 
     def phase_cold_floor(self) -> None:
         n = self.size["cold_apps"]
