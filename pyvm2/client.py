@@ -149,8 +149,11 @@ class Client:
             self.sock.sendall(request)
             if self.on_slow is not None and (timeout is None or timeout > SLOW_AFTER_S) \
                     and not self._reply_within(SLOW_AFTER_S, timeout):
+                started = time.monotonic()
                 self.on_slow(self, cmd, None if timeout is None else timeout - SLOW_AFTER_S)
-                self.sock.settimeout(timeout)
+                # what is left of the timeout after the first peek and the progress line
+                self.sock.settimeout(None if timeout is None else max(
+                    0.001, timeout - SLOW_AFTER_S - (time.monotonic() - started)))
             line = self._file.readline()
         except TimeoutError:
             raise DaemonError(f"the daemon did not answer `{cmd}` within {timeout:.0f}s",

@@ -41,7 +41,8 @@ class ConfigError(Pyvm2Error):
 
 
 class ConfigErrors(ConfigError):
-    """Several problems at once: shown as the first, with the count in the hint; all in `errors`."""
+    """Several problems at once, all in `errors`: the CLI shows each (up to a bound) and the
+    count; as one error (the web API, the runtime), it is the first, with the count in the hint."""
 
     def __init__(self, errors: Sequence[ConfigError]) -> None:
         first = errors[0]

@@ -201,7 +201,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("subscribe", "turn the connection into a stream of events: state changes, restarts "
             "with their reasons, samples, and the output of the apps named in `logs`; a later "
             "request line on it changes what it receives",
-            (Arg("samples", "bool", None, "also stream cpu and memory samples; none: unchanged"),
+            (Arg("states", "bool", None, "stream state changes and restarts (on when the "
+                 "subscription opens); none: unchanged"),
+             Arg("samples", "bool", None, "also stream cpu and memory samples; none: unchanged"),
              Arg("logs", "list", None, "names, ids or `all` whose output to stream; none: "
                  "unchanged"),
              Arg("progress", "bool", None, "also stream the progress of the long commands of "

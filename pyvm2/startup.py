@@ -73,6 +73,10 @@ class Unit:
             pyvm2_home = str(Home.from_env().root)
         else:
             pyvm2_home = os.path.join(home, ".pyvm2")
+        if service_name is not None and (not service_name or "/" in service_name
+                                         or service_name.startswith(".")):
+            raise UsageError(f"--service-name {service_name!r} is not a unit name",
+                             "give a plain name such as pyvm2-web (no / and no leading dot)")
         if system:
             name = service_name or f"pyvm2-{pw.pw_name}"
             name = name if name.endswith(".service") else f"{name}.service"

@@ -67,7 +67,7 @@ def _subscribe(client: Client) -> socket.socket | None:
     try:
         s.settimeout(5)
         s.connect(str(client.home.socket))
-        s.sendall(json.dumps({"id": 1, "cmd": "subscribe", "args": {"progress": True}}).encode()
+        s.sendall(json.dumps({"id": 1, "cmd": "subscribe", "args": {"progress": True, "states": False}}).encode()
                   + b"\n")
         s.setblocking(False)
     except OSError:

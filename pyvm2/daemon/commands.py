@@ -18,7 +18,7 @@ from pyvm2.protocol import PROTOCOL_VERSION, BadRequest
 from pyvm2.spec import AppSpec
 from pyvm2.status import Desired, Status, is_settled
 from pyvm2.units import UnitError, visible
-from pyvm2.values import check_name
+from pyvm2.values import MAX_INSTANCES, check_name
 
 if TYPE_CHECKING:
     from pyvm2.daemon.daemon import Daemon
@@ -298,7 +298,7 @@ class Commands:
         return {"ids": [p.pm_id for p in procs + started], "list": self.d.snapshot()}
 
     def _instances(self, name: str) -> list[ManagedProcess]:
-        """The instances of the app `name` (not those being deleted), by instance number."""
+        """The instances of the app `name` (not those already deleted), by instance number."""
         return sorted((p for p in self.d.by_name(name) if not p.removed),
                       key=lambda p: (p.instance, p.pm_id))
 
@@ -318,6 +318,10 @@ class Commands:
         if wanted < 1:
             raise UsageError(f"{name} cannot have {wanted} instances (it has {current})",
                              f"scale to 1 at least; to remove the app: pyvm2 delete {name}", code=2)
+        if wanted > MAX_INSTANCES:
+            raise UsageError(f"{name} cannot have {wanted} instances (at most {MAX_INSTANCES}, "
+                             "as in an ecosystem file)",
+                             "split the work over several apps, or scale to fewer", code=2)
         if wanted == current:
             return {"actions": [], "list": self.d.snapshot()}
         if wanted < current:
@@ -326,7 +330,9 @@ class Commands:
                 p.spec = dataclasses.replace(p.spec, instances=wanted)
             with self.d.events.progress("deleting", extra) as prog:
                 await asyncio.gather(*(prog.track(p, self.d.remove(p)) for p in extra))
-            actions = [{"pm_id": p.pm_id, "name": name, "action": "deleted"} for p in extra]
+            # an instance whose stop failed is still there, and said so in the daemon log
+            actions = [{"pm_id": p.pm_id, "name": name, "action": "deleted"} for p in extra
+                       if p.pm_id not in self.d.procs]
             return {"actions": actions, "list": self.d.snapshot()}
         template = self._runnable(procs)[0]
         spec = dataclasses.replace(template.spec, instances=wanted)

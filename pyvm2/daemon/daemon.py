@@ -118,8 +118,8 @@ class Daemon:
     that restart apps on their own (cron, watch, the memory limit), the journal, start-up and
     shutdown.
 
-    Owns: `procs` and `next_id` (created by `add`, removed by `remove`, `kill` and nothing
-    else), the cron jobs and the watcher (one per daemon, shared by every watching app), the
+    Owns: `procs` and `next_id` (created by `add`, removed by `remove` and `kill`; `next_id`
+    starts again from 0 once nothing is left), the cron jobs and the watcher (one per daemon, shared by every watching app), the
     monitor, the daemon log, the settings from config.json.
 
     Threads: everything runs on one event loop. Off the loop: the monitor's sampling and the

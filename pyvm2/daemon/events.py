@@ -98,6 +98,7 @@ class Subscriber:
         self.wake = asyncio.Event()
         self.closed = False
         self.dropped = 0
+        self.states = True
         self.samples = False
         self.log_all = False
         self.log_ids: set[int] = set()
@@ -107,6 +108,8 @@ class Subscriber:
         self.update(args)
 
     def update(self, args: Mapping[str, Any]) -> None:
+        if args.get("states") is not None:
+            self.states = bool(args["states"])
         if args.get("samples") is not None:
             self.samples = bool(args["samples"])
         if args.get("logs") is not None:
@@ -225,14 +228,16 @@ class Events:
     def state(self, p: ManagedProcess) -> None:
         before = self._restarts.get(p.pm_id)
         self._restarts[p.pm_id] = p.restart_time
-        if not self.subscribers:
+        targets = [s for s in self.subscribers if s.states]
+        if not targets:   # a progress line's subscription costs no snapshot per change
             return
         now = time.time()
         snap = self.daemon.snapshot([p]).decoded()[0]
-        self._publish({"type": "state", "t": now, "app": snap})
+        self._publish({"type": "state", "t": now, "app": snap}, targets)
         if before is not None and p.restart_time > before:
             self._publish({"type": "restart", "t": now, "pm_id": p.pm_id, "name": p.name,
-                           "restart_time": p.restart_time, "reason": p.last_restart_reason})
+                           "restart_time": p.restart_time, "reason": p.last_restart_reason},
+                          targets)
 
     def output(self, p: ManagedProcess, stream: str, data: bytes) -> None:
         if not self.subscribers:
@@ -271,9 +276,9 @@ class Events:
             for s in wanting:
                 s.push(msg)
 
-    def _publish(self, event: dict[str, Any]) -> None:
+    def _publish(self, event: dict[str, Any], to: list[Subscriber] | None = None) -> None:
         msg = protocol.encode(event)
-        for s in self.subscribers:
+        for s in self.subscribers if to is None else to:
             s.push(msg)
 
     # ---- socket side ---------------------------------------------------------------------

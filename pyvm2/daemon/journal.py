@@ -76,13 +76,12 @@ _WRITE_LOCK = threading.Lock()
 def write_state(path: str, data: bytes) -> None:
     """The state file, then a second copy of it (`.bak`, another inode): if the first is ever
     damaged in place, the next daemon reads the copy and loses nothing. The copy is not synced:
-    after a power loss the synced file is the one that counts."""
-    with _WRITE_LOCK:
-        atomic_write(path, data)
-        try:
-            atomic_write(path + ".bak", data, fsync=False)
-        except OSError:
-            pass
+    after a power loss the synced file is the one that counts. Hold _WRITE_LOCK."""
+    atomic_write(path, data)
+    try:
+        atomic_write(path + ".bak", data, fsync=False)
+    except OSError:
+        pass
 
 
 def _env_ref(env: dict[str, str]) -> str:
@@ -163,6 +162,9 @@ class Journal:
         self._handle: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task | None = None
         self._again = False
+        #: states are numbered as they are collected; one older than the last written is dropped
+        self._collected = 0
+        self._landed = 0
         #: why the last write failed (its OSError), None once one lands
         self.error: OSError | None = None
 
@@ -180,12 +182,25 @@ class Journal:
         if self._writing is not None and not self._writing.done():
             self._again = True
             return
-        self._writing = asyncio.get_running_loop().create_task(self._write(self.collect()))
+        self._writing = asyncio.get_running_loop().create_task(self._write(*self._collect()))
 
-    async def _write(self, data: bytes) -> None:
+    def _collect(self) -> tuple[int, bytes]:
+        self._collected += 1
+        return self._collected, self.collect()
+
+    def _put(self, seq: int, data: bytes) -> None:
+        """Write state number `seq`, unless a later one is on disk already (a shutdown's flush
+        may overtake a write still waiting for its thread)."""
+        with _WRITE_LOCK:
+            if seq <= self._landed:
+                return
+            write_state(self.path, data)
+            self._landed = seq
+
+    async def _write(self, seq: int, data: bytes) -> None:
         """Write `data`; on failure keep the state in memory and try again every RETRY_S."""
         try:
-            await asyncio.to_thread(write_state, self.path, data)
+            await asyncio.to_thread(self._put, seq, data)
             if self.error is not None:
                 self.log(f"state file {self.path} written again")
             self.error = None
@@ -212,7 +227,7 @@ class Journal:
         # (another command may start one while this one waits), then collect and write
         while self._writing is not None and not self._writing.done():
             await asyncio.shield(self._writing)
-        self._writing = asyncio.get_running_loop().create_task(self._write(self.collect()))
+        self._writing = asyncio.get_running_loop().create_task(self._write(*self._collect()))
         await asyncio.shield(self._writing)
         if self.error is not None:
             raise self.not_saved(what)
@@ -241,7 +256,7 @@ class Journal:
             self._handle.cancel()
             self._handle = None
         try:
-            write_state(self.path, self.collect())
+            self._put(*self._collect())
         except OSError as e:
             self.log(f"cannot write state file {self.path}: {e.strerror or e}")
             self.error = e

@@ -17,7 +17,8 @@ from conftest import Pyvm2, alive, processes_of_home, wait_for
 from helpers_more import app_processes_by_token, connect, read_reply
 
 #: Stopping 500 idle sleepers is a few shared /proc scans, signals and reaps (a few seconds on a
-#: busy 2-core machine): a deadline, not a timing assertion; past it something is quadratic again.
+#: busy 2-core machine): a deadline, not a timing assertion; past it the stops no longer share
+#: their scans.
 STOP_ALL_S = 30.0
 
 

@@ -79,7 +79,7 @@ def all_status(pv: Pyvm2, status: str) -> None:
 
 def test_stop_of_many_slow_apps_shows_a_progress_line_on_a_terminal_only(pv: Pyvm2,
                                                                         tmp_path: Path) -> None:
-    apps = [pv.app(f"s{i}", "slow_stop.sh", env={"SLOW_STOP_S": "1.5"}, kill_timeout=20000)
+    apps = [pv.app(f"s{i}", "slow_stop.sh", env={"SLOW_STOP_S": "4"}, kill_timeout=20000)
             for i in range(APPS)]
     pv.ok("start", str(pv.write_eco(apps)), timeout=180)
     all_status(pv, "online")

@@ -119,3 +119,17 @@ def test_concurrent_persists_all_land_in_order(tmp_path):
     assert next_id == 39
     assert unpack((tmp_path / "state.json.bak").read_bytes())[1] == 39
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.bak"]
+
+
+def test_a_state_older_than_the_one_on_disk_is_never_written(tmp_path):
+    """A shutdown's flush may overtake a write still waiting for its thread: the older state
+    that thread carries must not replace the newer one."""
+    from pyvm2.daemon.journal import Journal
+
+    path = tmp_path / "state.json"
+    states = iter([pack([], 1), pack([], 2)])
+    journal = Journal(str(path), lambda: next(states), lambda m: None)
+    older = journal._collect()
+    journal.flush()
+    journal._put(*older)
+    assert unpack(path.read_bytes())[1] == 2
