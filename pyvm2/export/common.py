@@ -140,8 +140,10 @@ def container_argv(spec: AppSpec, options: Options) -> tuple[list[str], list[str
     words = []
     for i, word in enumerate(program):
         moved = in_image(word, options) if os.path.isabs(word) else word
-        if i == 0 and moved == word and os.path.isabs(word):
-            by_name = word != spec.script and "/" not in (spec.interpreter or "").split(" ")[0]
+        if i == 0 and os.path.isabs(word) and word != spec.script:
+            # an interpreter found on PATH here (a virtualenv's inside the project folder
+            # included) is named; one the app gives by its path stays that path
+            by_name = "/" not in (spec.interpreter or "").split(" ")[0]
             if by_name or os.path.dirname(word) in SYSTEM_BIN_DIRS:
                 moved = os.path.basename(word)
         words.append(moved)

@@ -77,6 +77,22 @@ def test_compose_fields(tmp_path: Path) -> None:
     assert (svc["stop_signal"], svc["stop_grace_period"], svc["init"]) == ("SIGTERM", "1600ms", True)
 
 
+def test_a_virtualenv_inside_the_project_is_named_not_moved_into_the_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI and many users keep `.venv` in the project folder: its python3 is found first on PATH
+    here, but the image has its own, so the command names `python3`."""
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python3").write_text("#!/bin/sh\n")
+    (venv_bin / "python3").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+    apps = _load(tmp_path, '{"apps": [{"name": "w", "script": "app.py"}]}')
+    (doc,) = export("compose", apps, Options(image="w:1", source_dir=str(tmp_path),
+                                             app_dir="/app")).documents
+    svc = yaml.safe_load(doc.text)["services"]["w"]
+    assert svc["entrypoint"] == ["python3", "app.py"], svc
+
+
 def test_systemd_quotes_what_it_would_otherwise_expand(tmp_path: Path) -> None:
     apps = _load(tmp_path, r'{"apps": [{"name": "q", "script": "app.py",'
                            r' "args": ["100%", "$HOME", "a \"b\""],'
