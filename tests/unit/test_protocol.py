@@ -120,7 +120,7 @@ def test_a_refused_request_keeps_its_id_for_the_reply() -> None:
 
 def test_null_args_and_a_null_optional_value_are_accepted() -> None:
     assert protocol.parse_request({"cmd": "ping", "args": None})[2] == {}
-    assert protocol.parse_request({"cmd": "list", "args": None})[2] == {"table": False}
+    assert protocol.parse_request({"cmd": "list", "args": None})[2] == {"table": False, "env": False}
     _, _, args = protocol.parse_request({"cmd": "resurrect", "args": {"entries": None}})
     assert args == {"entries": None, "if_saved": False}
 
