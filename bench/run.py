@@ -969,6 +969,20 @@ class Bench:
                 for i in range(n)]
         return apps, markers
 
+    def shell_sleepers(self, m: Manager, phase: str, prefix: str, n: int,
+                       width: int) -> tuple[list[App], Path]:
+        """n idle `sleeper.sh` apps (the cheapest process there is, for the scale phases), each
+        with its own log files and a marker written once it runs."""
+        markers = self.work / f"markers-{phase}-{m.key}"
+        shutil.rmtree(markers, ignore_errors=True)
+        markers.mkdir()
+        logs = self.work / f"{phase}-logs-{m.key}"
+        logs.mkdir(exist_ok=True)
+        apps = [App(name=f"{prefix}{i:0{width}d}", argv=[SH, str(SLEEPER), str(markers / f"{i:0{width}d}")],
+                    cwd=str(self.work), out=str(logs / f"{prefix}{i:0{width}d}-out.log"),
+                    err=str(logs / f"{prefix}{i:0{width}d}-err.log")) for i in range(n)]
+        return apps, markers
+
     # ---- phases -----------------------------------------------------------------------------
     def boot_all(self) -> None:
         for m in self.managers:
@@ -1413,14 +1427,7 @@ class Bench:
                 continue
 
             def go(m=m) -> None:
-                markers = self.work / f"markers-big-{m.key}"
-                shutil.rmtree(markers, ignore_errors=True)
-                markers.mkdir()
-                logs = self.work / f"big-logs-{m.key}"
-                logs.mkdir(exist_ok=True)
-                apps = [App(name=f"b{i:05d}", argv=[SH, str(SLEEPER), str(markers / f"{i:05d}")],
-                            cwd=str(self.work), out=str(logs / f"b{i:05d}-out.log"),
-                            err=str(logs / f"b{i:05d}-err.log")) for i in range(n)]
+                apps, markers = self.shell_sleepers(m, "big", "b", n, 5)
                 t0 = time.time()
                 starting = Background(lambda: m.start(apps, budget))
                 try:
@@ -1462,14 +1469,7 @@ class Bench:
 
             def go(m=m, done=done) -> None:
                 self.seq += 1
-                markers = self.work / f"markers-scale-{m.key}"
-                shutil.rmtree(markers, ignore_errors=True)
-                markers.mkdir()
-                logs = self.work / f"scale-logs-{m.key}"
-                logs.mkdir(exist_ok=True)
-                apps = [App(name=f"s{i:04d}", argv=[SH, str(SLEEPER), str(markers / f"{i:04d}")],
-                            cwd=str(self.work), out=str(logs / f"s{i:04d}-out.log"),
-                            err=str(logs / f"s{i:04d}-err.log")) for i in range(n)]
+                apps, markers = self.shell_sleepers(m, "scale", "s", n, 4)
                 t0 = time.time()
                 m.start(apps, 900)
                 done_at = wait_for(lambda: last_marker(markers, n), 900, f"{n} apps online",
