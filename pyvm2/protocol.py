@@ -210,7 +210,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                  "the same client process (type `progress`: verb, done, total, waiting)")),
             ("subscribed", "queue_max"), events=True),
     Command("history", "the last hour of cpu and memory of the given processes (all by default)",
-            (_TARGETS,), ("interval_s", "size", "apps"), events=True),
+            (_TARGETS,), ("window_s", "size", "apps"), events=True),
     Command("env", "the environment of the given processes (all by default), by pm_id",
             (_TARGETS,), (), events=True),
 )}

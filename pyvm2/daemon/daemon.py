@@ -8,6 +8,7 @@ import contextlib
 import functools
 import gc
 import json
+import math
 import os
 import re
 import signal
@@ -60,7 +61,7 @@ READ_ONLY = frozenset({"hello", "ping", "list", "describe", "targets", "handover
 #: A handover waits this long at most for the commands in flight to finish.
 HANDOVER_WAIT_S = 120.0
 #: How often idle log files are closed and the socket is checked.
-HOUSEKEEPING_S = 5.0
+HOUSEKEEPING_S = 5
 #: SIGCHLDs arriving within this long share one orphan poll: a mass stop ends thousands of
 #: children, and each poll reads the daemon's whole list of children.
 SIGCHLD_POLL_S = 0.05
@@ -162,8 +163,6 @@ class Daemon:
         self._watching: dict[str, tuple] = {}      # app name -> what its watch was set up with
         self._watch_keys: dict[str, int] = {}
         self._crons: dict[int, tuple[str, CronJob]] = {}
-        self._monitor = Monitor(lambda pm_id, reason: self.request_restart(pm_id, reason,
-                                                                           Trigger.MEMORY))
         self.broken: dict[int, str] = {}   # pm_id -> why its restored definition cannot run
         self._entries = Entries()
         self.journal = Journal(str(home.state), self._collect_state, self.log)
@@ -173,6 +172,9 @@ class Daemon:
         self.notifier = Notifier(str(home.root / "notify.sock"), self.log)
         self.orphans = reaper.Orphans(self._leaders, str(home.run))
         self.events = Events(self)
+        self._monitor = Monitor(lambda pm_id, reason: self.request_restart(pm_id, reason,
+                                                                           Trigger.MEMORY),
+                                record=self.events.history.record)
         self.commands = Commands(self)
         self.hooks = Hooks(log=self.log, changed=self._changed, home=str(home.root),
                            run_dir=str(home.run), shutting_down=self._stopping.is_set,
@@ -465,17 +467,27 @@ class Daemon:
         self._monitor.poke()
 
     async def _housekeeping(self) -> None:
-        """Every second: the samples' history for subscribers and the descriptor reserve. Every
+        """Each second while a subscription wants the figures or the descriptor reserve is
+        short: the figures to those subscriptions, the reserve taken again. Every
         HOUSEKEEPING_S: idle log files closed, orphans polled (SIGCHLD covers the rest), the
-        socket checked."""
-        tick = 0
+        socket checked, what was kept of deleted processes dropped. Ticks fall on whole seconds
+        of the loop's clock, as the monitor's reads do, so that they share wake-ups."""
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
-            await asyncio.sleep(1.0)
-            tick += 1
+            now = loop.time()
+            step = 1.0 if self.events.wants_samples or fds.BUDGET.short else HOUSEKEEPING_S
+            tick = (math.floor(now / step) + 1) * step
+            woke: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_at(tick, woke.set_result, None)
+            try:
+                await woke
+            finally:
+                timer.cancel()
             fds.BUDGET.refill()
             self.events.sampled(self.procs)
-            if tick % HOUSEKEEPING_S == 0:
+            if round(tick) % HOUSEKEEPING_S == 0:
                 close_idle()
+                self.events.forget_gone(self.procs)
                 self._poll_orphans()
                 self._leave_if_orphaned()
 

@@ -4,12 +4,13 @@ the progress of a client's long command) and the last hour of cpu and memory per
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import json
 import time
 from array import array
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyvm2 import protocol
@@ -18,8 +19,10 @@ if TYPE_CHECKING:
     from pyvm2.daemon.daemon import Daemon
     from pyvm2.daemon.process import ManagedProcess
 
-#: Samples kept per process: an hour at the daemon's one-second sampling rate.
-HISTORY_SIZE = 3600
+#: The cpu and memory history kept per process: an hour, at most this many points (a process
+#: near its memory limit is read up to ten times a second: its last points are kept).
+HISTORY_S = 3600.0
+HISTORY_MAX = 3600
 #: Messages held for one subscriber; past this, new ones are dropped and counted.
 QUEUE_MAX = 4096
 #: A partial output line longer than this is sent as it is.
@@ -46,48 +49,50 @@ def claim(line: bytes) -> dict | None:
 
 
 class History:
-    """Per-process rings of (cpu, memory) on one shared clock of sample times."""
+    """Per-process series of (time, cpu, memory): one point each time the monitor reads the
+    process (a stopped one gets a point at zero), the last `window_s` seconds, at most `size`
+    points. Nothing is recorded between reads, so an idle daemon spends nothing on it."""
 
-    def __init__(self, size: int = HISTORY_SIZE) -> None:
+    def __init__(self, window_s: float = HISTORY_S, size: int = HISTORY_MAX) -> None:
+        self.window_s = window_s
         self.size = size
-        self.tick = -1
-        self.times = array("d")
-        self._first: dict[int, int] = {}
+        self._t: dict[int, array] = {}
         self._cpu: dict[int, array] = {}
         self._mem: dict[int, array] = {}
 
-    def record(self, now: float, values: Mapping[int, tuple[float, int]]) -> None:
-        self.tick += 1
-        slot = self.tick % self.size
-        if len(self.times) < self.size:
-            self.times.append(now)
-        else:
-            self.times[slot] = now
-        for pm_id, (cpu, mem) in values.items():
-            first = self._first.get(pm_id)
-            if first is None:
-                first = self._first[pm_id] = self.tick
-                self._cpu[pm_id], self._mem[pm_id] = array("f"), array("d")
-            c, m = self._cpu[pm_id], self._mem[pm_id]
-            if len(c) < self.size:
-                c.append(cpu)
-                m.append(mem)
-            else:
-                i = (self.tick - first) % self.size
-                c[i], m[i] = cpu, mem
-        for pm_id in [i for i in self._first if i not in values]:
-            del self._first[pm_id], self._cpu[pm_id], self._mem[pm_id]
+    def record(self, pm_id: int, now: float, cpu: float, memory: int) -> None:
+        t = self._t.get(pm_id)
+        if t is None:
+            t = self._t[pm_id] = array("d")
+            self._cpu[pm_id], self._mem[pm_id] = array("f"), array("d")
+        t.append(now)
+        self._cpu[pm_id].append(cpu)
+        self._mem[pm_id].append(memory)
+        # what fell out of the window or past the size goes a quarter of either at a time
+        if len(t) > self.size + self.size // 4 or t[0] < now - self.window_s * 1.25:
+            self._trim(pm_id, now)
 
-    def series(self, pm_id: int) -> dict[str, list]:
-        first = self._first.get(pm_id)
-        if first is None:
+    def _trim(self, pm_id: int, now: float) -> None:
+        t = self._t[pm_id]
+        cut = max(len(t) - self.size, bisect.bisect_left(t, now - self.window_s))
+        if cut > 0:
+            del t[:cut], self._cpu[pm_id][:cut], self._mem[pm_id][:cut]
+
+    def retain(self, pm_ids: Container[int]) -> None:
+        """Forget the processes that are not in pm_ids (deleted)."""
+        for pm_id in [i for i in self._t if i not in pm_ids]:
+            del self._t[pm_id], self._cpu[pm_id], self._mem[pm_id]
+
+    def series(self, pm_id: int, now: float | None = None) -> dict[str, list]:
+        t = self._t.get(pm_id)
+        if t is None:
             return {"t": [], "cpu": [], "memory": []}
-        start = max(first, self.tick - self.size + 1)
-        ticks = range(start, self.tick + 1)
+        now = time.time() if now is None else now
+        start = max(len(t) - self.size, bisect.bisect_left(t, now - self.window_s))
         c, m = self._cpu[pm_id], self._mem[pm_id]
-        return {"t": [round(self.times[k % self.size], 3) for k in ticks],
-                "cpu": [round(c[(k - first) % self.size], 1) for k in ticks],
-                "memory": [int(m[(k - first) % self.size]) for k in ticks]}
+        return {"t": [round(x, 3) for x in t[start:]],
+                "cpu": [round(x, 1) for x in c[start:]],
+                "memory": [int(x) for x in m[start:]]}
 
 
 class Subscriber:
@@ -263,18 +268,28 @@ class Events:
         for s in targets:
             s.push(msg)
 
+    @property
+    def wants_samples(self) -> bool:
+        return any(s.samples for s in self.subscribers)
+
     def sampled(self, procs: Mapping[int, ManagedProcess]) -> None:
-        now = time.time()
-        values = {i: (p.cpu, p.memory) for i, p in procs.items()}
-        self.history.record(now, values)
-        for gone in [i for i in self._restarts if i not in procs]:
-            del self._restarts[gone]
+        """Every second while a subscription asked for them: the figures as they are now."""
         wanting = [s for s in self.subscribers if s.samples]
         if wanting:
-            msg = protocol.encode({"type": "samples", "t": now,
-                                   "apps": {str(i): [round(c, 1), m] for i, (c, m) in values.items()}})
+            msg = self._samples(procs)
             for s in wanting:
                 s.push(msg)
+
+    @staticmethod
+    def _samples(procs: Mapping[int, ManagedProcess]) -> bytes:
+        return protocol.encode({"type": "samples", "t": time.time(), "apps": {
+            str(i): [round(p.cpu, 1), p.memory] for i, p in procs.items()}})
+
+    def forget_gone(self, procs: Container[int]) -> None:
+        """Drop what is kept of deleted processes."""
+        self.history.retain(procs)
+        for gone in [i for i in self._restarts if i not in procs]:
+            del self._restarts[gone]
 
     def _publish(self, event: dict[str, Any], to: list[Subscriber] | None = None) -> None:
         msg = protocol.encode(event)
@@ -296,7 +311,7 @@ class Events:
             await writer.drain()
             return True
         if cmd == "history":
-            data: Any = {"interval_s": 1.0, "size": self.history.size,
+            data: Any = {"window_s": self.history.window_s, "size": self.history.size,
                          "apps": {str(p.pm_id): self.history.series(p.pm_id) for p in procs}}
         else:
             data = {str(p.pm_id): self._env(p) for p in procs}
@@ -321,6 +336,8 @@ class Events:
         try:
             writer.write(protocol.ok(rid, {"subscribed": True, "queue_max": QUEUE_MAX}))
             await writer.drain()
+            if sub.samples:   # the figures at once; then each second
+                sub.push(self._samples(self.daemon.procs))
             while True:
                 await sub.wake.wait()
                 sub.wake.clear()

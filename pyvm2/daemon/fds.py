@@ -86,6 +86,11 @@ class Budget:
                       "apps can still be stopped; no app is started until some are free")
         return had
 
+    @property
+    def short(self) -> bool:
+        """The reserve was given back and is not yet taken again."""
+        return self.limit is not None and len(self._reserve) < RESERVE
+
     def refill(self) -> None:
         """Take the reserve again once there is room for it and the margin."""
         if len(self._reserve) >= RESERVE or self.limit is None:

@@ -7,9 +7,13 @@ when it is seen growing: half the time its growth needs to reach the limit), bet
 growing every 100 ms. A tree growing at up to GROWTH_BOUND is so seen over its limit at most
 about LAG_S after crossing it, whatever the limit. An app without a limit is read for its
 figures only every `SLOW_S` seconds (more with many apps: at most `SLOW_READS` trees a second).
-Reads due within the next second (a quarter of their interval at most) share one wake-up; a
-read costs one small file per process of the tree (statm, and stat every CPU_S for the cpu
-time) plus its children list.
+A read is due a little early rather than late: on a whole second of the loop's clock when its
+interval is two seconds or more, on a half second when it is one or more (the daemon's other
+once-a-second work falls on the same ticks), so that reads share wake-ups, which cost far more
+than the reads on a machine that is otherwise idle. A read costs one small file per process of
+the tree (statm, and stat every CPU_S for the cpu time) plus its children list; the files of an
+app with a limit stay open and are read again in one call each, and those of every app while
+they all fit (FD_CACHE).
 
 Memory is the tree's RSS, which counts a page shared by several processes (pre-forked workers)
 once per process. When the RSS sum of a tree of several processes is over the limit, its
@@ -51,7 +55,7 @@ MAX_S = 5.0
 SLOW_S = 10.0
 SLOW_READS = 100.0
 #: Every read lists the tree's children (from the main thread of each member; from every thread
-#: each THREADS_WALK_S, except for a guarded lone process of one thread) and reads each member's memory
+#: each THREADS_WALK_S, except for a lone process of one thread) and reads each member's memory
 #: (statm); their cpu time (stat, dearer) only each CPU_S.
 CPU_S = 10.0
 THREADS_WALK_S = 30.0
@@ -59,10 +63,13 @@ THREADS_WALK_S = 30.0
 #: instance's status pokes): new apps, new pids.
 SWEEP_S = 30.0
 POKE_S = 0.1
+#: Reads of intervals this long or longer fall on whole seconds; half as long, on half seconds.
+GRID_S = 1.0
 #: A new run is read again this soon, so that its cpu figure means something early.
 SECOND_READ_S = 2.0
-#: Files of the processes of apps with a limit (statm, children) are kept open, up to this many
-#: in all, and read again in one call each: a fifth of the cost of opening them every time.
+#: Files of the processes of apps with a limit (statm, children), and of every app while there
+#: are at most half this many (stat, children), are kept open, up to this many in all, and read
+#: again in one call each: a fifth of the cost of opening them every time.
 FD_CACHE = 256
 #: Reads of more processes than this go to a worker thread instead of the loop.
 INLINE_PIDS = 200
@@ -102,6 +109,17 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.1f}M"
 
 
+def aligned(now: float, interval: float) -> float:
+    """When a read `interval` seconds from `now` is due: moved earlier onto the grid (see the
+    module's docstring), never later, and never by more than half the interval."""
+    grid = GRID_S
+    while grid > interval / 2:
+        grid /= 2
+        if grid < GRID_S / 2:
+            return now + interval
+    return math.floor((now + interval) / grid) * grid
+
+
 def next_interval(memory: int, limit: int | None, growth: float, slow_s: float = SLOW_S) -> float:
     """Seconds until an app is read again, from its headroom under its limit and its growth
     (bytes/s since the previous read)."""
@@ -135,7 +153,8 @@ class _Track:
     due: float = 0.0
     gone: bool = False
     threads: int = 0                    # of a tree of one process, at its last cpu read
-    #: a tree of one process with a limit: the keys of its kept statm and children files
+    #: a tree of one process whose files are kept: the keys of its memory (statm, or stat
+    #: without a limit) and children files
     single: tuple[tuple[int, str], tuple[int, str]] | None = None
 
 
@@ -144,10 +163,13 @@ class Monitor:
     its cpu and memory on the instance, and calls `request_restart(pm_id, reason)` (the daemon's
     one path for automatic restarts, which drops it while the instance is busy and applies the
     back-off) for each tree over its memory limit. Runs on the loop; reads of many processes go
-    to a worker thread."""
+    to a worker thread. `record(pm_id, time, cpu, memory)` is called with every read, and
+    with zeros when an instance stops running."""
 
-    def __init__(self, request_restart: Callable[[int, str], None]) -> None:
+    def __init__(self, request_restart: Callable[[int, str], None],
+                 record: Callable[[int, float, float, int], None] | None = None) -> None:
         self._request_restart = request_restart
+        self._record = record
         self._tracks: dict[int, _Track] = {}
         self._heap: list[tuple[float, int, int]] = []     # (due, seq, pm_id)
         self._seq = itertools.count()
@@ -161,7 +183,7 @@ class Monitor:
         """Sample forever; `apps()` gives the instances as they are now."""
         loop = asyncio.get_running_loop()
         while True:
-            now = time.monotonic()
+            now = loop.time()   # time.monotonic(), which every time here is on
             try:
                 if now >= self._next_sweep:
                     self.sweep(apps(), now)
@@ -171,8 +193,7 @@ class Monitor:
             wake_at = min(self._next_sweep, self._heap[0][0] if self._heap else math.inf)
             self._wake_at = wake_at
             self._wake = loop.create_future()
-            timer = loop.call_at(loop.time() + max(0.0, wake_at - time.monotonic()),
-                                 self._set_wake)
+            timer = loop.call_at(wake_at, self._set_wake)
             try:
                 await self._wake
             finally:
@@ -192,7 +213,7 @@ class Monitor:
 
     def sweep(self, apps: Iterable[Sampled], now: float) -> None:
         """Track new instances and new pids (read at once), forget those gone."""
-        self._next_sweep = now + SWEEP_S
+        self._next_sweep = aligned(now, SWEEP_S)
         seen: set[int] = set()
         slow_n = 0
         for a in apps:
@@ -216,9 +237,14 @@ class Monitor:
             self._schedule(t, now)
         for pm_id in [i for i in self._tracks if i not in seen]:
             _forget(self._tracks.pop(pm_id))
+            if self._record is not None:
+                self._record(pm_id, time.time(), 0.0, 0)
         self._slow_s = max(SLOW_S, slow_n / SLOW_READS)
+        # every app's files stay open while they all fit; else only those of apps with a limit
+        self._keep_all = len(self._tracks) * 2 <= FD_CACHE
 
     _slow_s = SLOW_S
+    _keep_all = False
 
     def _schedule(self, t: _Track, due: float) -> None:
         t.due = due
@@ -235,56 +261,79 @@ class Monitor:
                 heapq.heappop(self._heap)      # stale entry: rescheduled, replaced or gone
                 continue
             # due a little later: read now and save a wake-up (a little sooner is always safe)
-            if due - now > min(1.0, (due - t.rss_at) / 4):
+            if due - now > min(GRID_S / 4, (due - t.rss_at) / 4):
                 break
             heapq.heappop(self._heap)
             out.append(t)
         return out
 
     async def read_due(self, now: float) -> None:
-        batch = [t for t in self._take_due(now) if not self._quick(t, now)]
+        batch = self._quick(self._take_due(now), now)
         if not batch:
             return
         pids = sum(max(1, len(t.members)) for t in batch)
         if pids > INLINE_PIDS:
-            results = await asyncio.to_thread(_read_all, batch, now)
+            results = await asyncio.to_thread(_read_all, batch, now, self._keep_all)
         else:
-            results = _read_all(batch, now)
+            results = _read_all(batch, now, self._keep_all)
         self.apply(batch, results, time.monotonic())
 
-    def _quick(self, t: _Track, now: float) -> bool:
-        """The most common read, made cheap: a tree of one process with a limit, under it, and
-        not due for a walk of its threads: two reads of kept files (statm, or every CPU_S its
-        stat by name; and its children list, found empty). False when the full read is needed."""
-        key = t.single
-        # a process of one thread has no other thread's children list to walk
-        if key is None or (now - t.threads_walked >= THREADS_WALK_S and t.threads != 1):
-            return False
-        fds = _FILES._fds
-        statm, kids = fds.get(key[0]), fds.get(key[1])
-        limit = t.limit
-        if statm is None or kids is None or not limit or t.app.pid != t.pid:
-            return False
-        cpu_s = None
-        try:
-            if now - t.at >= CPU_S:
-                stat = _read_file(f"{_PROC}/{t.pid}/stat")
-                fields = stat[stat.rindex(b")") + 2:].split()
-                if fields[STATE] == b"Z":
-                    return False
-                cpu_s = (int(fields[UTIME]) + int(fields[STIME])) / _CLK
-                rss, t.threads = int(fields[RSS]) * _PAGE, int(fields[THREADS])
-            else:
-                rss = int(os.pread(statm, 128, 0).split(None, 2)[1]) * _PAGE
-            if rss > limit or os.pread(kids, 64, 0).strip():
-                return False
-        except (OSError, ValueError, IndexError):
-            return False
-        _finish(t, now, cpu_s, rss)
-        a = t.app
-        a.cpu, a.memory, a.memory_measure = t.cpu_pct, rss, "rss"
-        self._schedule(t, now + next_interval(rss, limit, t.growth))
-        return True
+    def _quick(self, tracks: list[_Track], now: float) -> list[_Track]:
+        """The most common read, made cheap (one loop, everything at hand: on an idle daemon
+        with apps under a limit, this is most of its work): a tree of one process whose files
+        are kept open, under its limit if it has one, and not due for a walk of its threads.
+        Two reads of kept files: its memory (statm; or stat for an app without a limit, whose
+        every read is a cpu read) and its children list, found empty; and every CPU_S the stat
+        of an app with a limit, by name. Returns the tracks that need the full read."""
+        rest: list[_Track] = []
+        files = _FILES._fds
+        pread = os.pread
+        record = self._record
+        wall = time.time()
+        slow = self._slow_s
+        heap, seq = self._heap, self._seq
+        for t in tracks:
+            key = t.single
+            # a process of one thread has no other thread's children list to walk
+            if key is None or (t.threads != 1 and now - t.threads_walked >= THREADS_WALK_S):
+                rest.append(t)
+                continue
+            mem_fd, kids = files.get(key[0]), files.get(key[1])
+            a = t.app
+            if mem_fd is None or kids is None or a.pid != t.pid:
+                rest.append(t)
+                continue
+            limit = t.limit
+            with_cpu = now - t.at >= CPU_S
+            try:
+                if key[0][1] == "statm" and not with_cpu:
+                    rss = int(pread(mem_fd, 128, 0).split(None, 2)[1]) * _PAGE
+                    cpu_s = None
+                else:
+                    stat = pread(mem_fd, 1024, 0) if key[0][1] == "stat" \
+                        else _read_file(f"{_PROC}/{t.pid}/stat")
+                    fields = stat[stat.rindex(b")") + 2:].split()
+                    if fields[STATE] == b"Z":
+                        rest.append(t)
+                        continue
+                    rss = int(fields[RSS]) * _PAGE
+                    cpu_s = None
+                    if with_cpu:
+                        cpu_s = (int(fields[UTIME]) + int(fields[STIME])) / _CLK
+                        t.threads = int(fields[THREADS])
+                if (limit and rss > limit) or pread(kids, 64, 0).strip():
+                    rest.append(t)
+                    continue
+            except (OSError, ValueError, IndexError):
+                rest.append(t)
+                continue
+            _finish(t, now, cpu_s, rss)
+            a.cpu, a.memory, a.memory_measure = t.cpu_pct, rss, "rss"
+            if record is not None:
+                record(a.pm_id, wall, t.cpu_pct, rss)
+            t.due = due = aligned(now, next_interval(rss, limit, t.growth, slow))
+            heapq.heappush(heap, (due, next(seq), a.pm_id))
+        return rest
 
     def apply(self, batch: list[_Track], results: list[Sample | None], now: float) -> None:
         for t, s in zip(batch, results, strict=True):
@@ -297,6 +346,8 @@ class Monitor:
                 self._next_sweep = min(self._next_sweep, now + MIN_S)
                 continue
             a.cpu, a.memory, a.memory_measure = s.cpu, s.memory, s.measure
+            if self._record is not None:
+                self._record(a.pm_id, time.time(), s.cpu, s.memory)
             reason = over_limit(s.memory, t.limit, s.measure)
             if reason is not None:
                 self._request_restart(a.pm_id, reason)
@@ -304,14 +355,14 @@ class Monitor:
             if t.first:
                 t.first = False
                 interval = min(interval, SECOND_READ_S)
-            self._schedule(t, now + interval)
+            self._schedule(t, aligned(now, interval))
 
     def sample_now(self, apps: Iterable[Sampled]) -> None:
         """Read every app at once (blocking; for tests and tools)."""
         now = time.monotonic()
         self.sweep(apps, now)
         batch = list(self._tracks.values())
-        self.apply(batch, _read_all(batch, now), time.monotonic())
+        self.apply(batch, _read_all(batch, now, self._keep_all), time.monotonic())
 
 
 def _forget(t: _Track) -> None:
@@ -322,17 +373,20 @@ def _forget(t: _Track) -> None:
 
 # ---- reading /proc (blocking: runs on the loop for a few processes, else in a thread) ----------
 
-def _read_all(batch: list[_Track], now: float) -> list[Sample | None]:
-    return [_read(t, now) for t in batch]
+def _read_all(batch: list[_Track], now: float, keep_all: bool = False) -> list[Sample | None]:
+    return [_read(t, now, keep_all) for t in batch]
 
 
-def _read(t: _Track, now: float) -> Sample | None:
+def _read(t: _Track, now: float, keep_all: bool = False) -> Sample | None:
     """One read of one tree: its members as they are now (through the kernel's children lists:
     the cost follows the app's processes, not every process on the machine), their memory, and
-    every CPU_S their cpu time."""
+    every CPU_S their cpu time. The files of an app with a limit are kept open (statm and the
+    children lists), and those of every app with `keep_all` (stat: each of its reads is a cpu
+    read)."""
     if not _LINUX:
         return _read_psutil(t, now)
-    cached = bool(t.limit)
+    cached = keep_all or bool(t.limit)
+    keep_stat = cached and not t.limit
     with_cpu = t.cpu_s is None or now - t.at >= CPU_S
     all_threads = now - t.threads_walked >= THREADS_WALK_S
     if all_threads:
@@ -340,9 +394,13 @@ def _read(t: _Track, now: float) -> Sample | None:
     if not _HAS_CHILDREN:
         return _read_table(t, now)
     if cached and not with_cpu and not all_threads and len(t.members) == 1:
-        # the common tree of one process, between two cpu reads: its statm and its (empty)
+        # the common tree of one process, between two cpu reads: its memory and its (empty)
         # children list, both kept open
-        rss = _statm_rss(t.pid, True)
+        if keep_stat:
+            st = _stat(t.pid, True)
+            rss = None if st is None else st[2]
+        else:
+            rss = _statm_rss(t.pid, True)
         if rss is None:
             return None
         try:
@@ -359,7 +417,7 @@ def _read(t: _Track, now: float) -> Sample | None:
         if pid in members:
             continue
         if with_cpu:
-            st = _stat(pid)
+            st = _stat(pid, keep_stat)
             if st is None:
                 if pid == t.pid:
                     return None
@@ -367,7 +425,7 @@ def _read(t: _Track, now: float) -> Sample | None:
             cpu_s += st[1]
             rss += st[2]
         else:
-            r = _statm_rss(pid, cached)
+            r = _statm_rss(pid, cached and not keep_stat)
             if r is None:
                 if pid == t.pid:
                     return None
@@ -386,7 +444,7 @@ def _read(t: _Track, now: float) -> Sample | None:
             except (OSError, ValueError):
                 continue
     t.members = members
-    t.single = ((t.pid, "statm"), (t.pid, f"task/{t.pid}/children")) \
+    t.single = ((t.pid, "stat" if keep_stat else "statm"), (t.pid, f"task/{t.pid}/children")) \
         if cached and members == {t.pid} else None
     return _finish(t, now, cpu_s if with_cpu else None, rss)
 

@@ -6,24 +6,35 @@ from pyvm2.daemon import events
 from pyvm2.daemon.events import History, Subscriber
 
 
-def test_history_keeps_the_last_size_samples_per_process():
-    h = History(size=5)
-    for t in range(8):
-        h.record(100.0 + t, {0: (float(t), t * 10)} if t < 3 else {0: (float(t), t * 10), 1: (1.0, 7)})
-    s0 = h.series(0)
-    assert s0["t"] == [103.0, 104.0, 105.0, 106.0, 107.0]
-    assert s0["cpu"] == [3.0, 4.0, 5.0, 6.0, 7.0]
-    assert s0["memory"] == [30, 40, 50, 60, 70]
-    s1 = h.series(1)
-    assert s1["t"] == [103.0, 104.0, 105.0, 106.0, 107.0] and s1["memory"] == [7] * 5
+def test_history_keeps_one_point_per_read_within_its_size():
+    h = History(window_s=3600.0, size=4)
+    for t in range(10):
+        h.record(0, 100.0 + t, float(t), t * 10)
+    h.record(1, 105.0, 1.0, 7)
+    s0 = h.series(0, now=110.0)
+    assert s0 == {"t": [106.0, 107.0, 108.0, 109.0], "cpu": [6.0, 7.0, 8.0, 9.0],
+                  "memory": [60, 70, 80, 90]}
+    assert h.series(1, now=110.0) == {"t": [105.0], "cpu": [1.0], "memory": [7]}
+
+
+def test_history_keeps_the_last_window_only():
+    h = History(window_s=60.0, size=1000)
+    for t in range(0, 300, 10):
+        h.record(0, 1000.0 + t, 1.0, 1)
+    s = h.series(0, now=1300.0)
+    assert s["t"] == [1240.0, 1250.0, 1260.0, 1270.0, 1280.0, 1290.0]
+    # what fell out is dropped from memory too, a bit at a time
+    assert len(h._t[0]) < 30
 
 
 def test_history_forgets_deleted_processes():
     h = History(size=3)
-    h.record(1.0, {0: (1.0, 1), 1: (2.0, 2)})
-    h.record(2.0, {1: (2.0, 2)})
-    assert h.series(0) == {"t": [], "cpu": [], "memory": []}
-    assert h.series(1)["t"] == [1.0, 2.0]
+    h.record(0, 1.0, 1.0, 1)
+    h.record(1, 1.0, 2.0, 2)
+    h.record(1, 2.0, 2.0, 2)
+    h.retain({1})
+    assert h.series(0, now=3.0) == {"t": [], "cpu": [], "memory": []}
+    assert h.series(1, now=3.0)["t"] == [1.0, 2.0]
 
 
 def test_a_full_subscriber_queue_drops_and_counts():

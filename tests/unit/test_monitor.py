@@ -98,9 +98,9 @@ def test_a_lone_guarded_process_takes_the_short_read_until_it_has_a_child():
         m.sample_now([app])                       # the full read: it keeps statm and children
         t = m._tracks[0]
         assert t.single is not None and t.members == {p.pid}
-        assert not m._quick(t, time.monotonic())  # its statm is not kept yet
+        assert m._quick([t], time.monotonic()) == [t]  # its statm is not kept yet
         monitor._read(t, time.monotonic() + 0.01)  # a read between cpu reads keeps it
-        assert m._quick(t, time.monotonic() + 0.02) and app.memory > 0
+        assert m._quick([t], time.monotonic() + 0.02) == [] and app.memory > 0
         assert p.stdin is not None
         p.stdin.write(b"go\n")
         p.stdin.flush()
@@ -108,11 +108,54 @@ def test_a_lone_guarded_process_takes_the_short_read_until_it_has_a_child():
         while not open(f"/proc/{p.pid}/task/{p.pid}/children").read().strip():
             assert time.monotonic() < deadline, "the grandchild never appeared"
             time.sleep(0.01)
-        assert not m._quick(t, time.monotonic())  # a child: the full read walks the tree
+        assert m._quick([t], time.monotonic()) == [t]  # a child: the full read walks the tree
         m.apply([t], monitor._read_all([t], time.monotonic()), time.monotonic())
         assert len(t.members) == 2 and t.single is None
     finally:
         for kid in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split():
             os.kill(int(kid), 9)
+        p.kill()
+        p.wait()
+
+
+def test_reads_fall_early_onto_the_grid_never_late():
+    import random
+
+    rnd = random.Random(7)
+    for _ in range(2000):
+        now, interval = rnd.uniform(0, 1e6), rnd.choice([0.1, 0.3, 0.9, 1.0, 1.7, 2.0, 3.1, 10.0])
+        due = monitor.aligned(now, interval)
+        assert now + interval / 2 <= due <= now + interval
+        if interval >= 2 * monitor.GRID_S:
+            assert due == int(due)              # whole seconds: shared with the daemon's tick
+        elif interval >= monitor.GRID_S:
+            assert due * 2 == int(due * 2)
+
+
+def test_every_read_is_recorded_and_a_stopped_app_gets_a_zero():
+    import subprocess
+    import time
+
+    class App:
+        pm_id, cpu, memory, memory_measure, memory_limit = 3, 0.0, 0, "rss", None
+
+        def __init__(self, pid: int | None) -> None:
+            self.pid = pid
+
+    p = subprocess.Popen(["sleep", "60"])
+    try:
+        points: list[tuple] = []
+        m = monitor.Monitor(lambda pm_id, reason: None, record=lambda *a: points.append(a))
+        app = App(p.pid)
+        m.sample_now([app])
+        assert len(points) == 1 and points[0][0] == 3 and points[0][3] > 0
+        # a lone process without a limit keeps its files while they all fit: the short read
+        t = m._tracks[3]
+        assert m._keep_all and t.single is not None and t.single[0][1] == "stat"
+        assert m._quick([t], time.monotonic() + 1) == [] and len(points) == 2
+        app.pid = None
+        m.sweep([app], time.monotonic())
+        assert points[-1][0] == 3 and points[-1][2:] == (0.0, 0) and 3 not in m._tracks
+    finally:
         p.kill()
         p.wait()
