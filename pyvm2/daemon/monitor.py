@@ -71,6 +71,9 @@ SECOND_READ_S = 2.0
 #: are at most half this many (stat, children), are kept open, up to this many in all, and read
 #: again in one call each: a fifth of the cost of opening them every time.
 FD_CACHE = 256
+#: Files of apps without a limit are kept open only under a descriptor limit this high at least:
+#: under a low one, the descriptors belong to the apps.
+KEEP_ALL_LIMIT = 16 * FD_CACHE
 #: Reads of more processes than this go to a worker thread instead of the loop.
 INLINE_PIDS = 200
 
@@ -170,6 +173,7 @@ class Monitor:
                  record: Callable[[int, float, float, int], None] | None = None) -> None:
         self._request_restart = request_restart
         self._record = record
+        self._fd_room = _descriptor_limit() >= KEEP_ALL_LIMIT
         self._tracks: dict[int, _Track] = {}
         self._heap: list[tuple[float, int, int]] = []     # (due, seq, pm_id)
         self._seq = itertools.count()
@@ -241,7 +245,7 @@ class Monitor:
                 self._record(pm_id, time.time(), 0.0, 0)
         self._slow_s = max(SLOW_S, slow_n / SLOW_READS)
         # every app's files stay open while they all fit; else only those of apps with a limit
-        self._keep_all = len(self._tracks) * 2 <= FD_CACHE
+        self._keep_all = self._fd_room and len(self._tracks) * 2 <= FD_CACHE
 
     _slow_s = SLOW_S
     _keep_all = False
@@ -363,6 +367,16 @@ class Monitor:
         self.sweep(apps, now)
         batch = list(self._tracks.values())
         self.apply(batch, _read_all(batch, now, self._keep_all), time.monotonic())
+
+
+def _descriptor_limit() -> float:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        return 0
+    return math.inf if soft == resource.RLIM_INFINITY else soft
 
 
 def _forget(t: _Track) -> None:
